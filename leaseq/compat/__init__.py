@@ -1,0 +1,1 @@
+"""Drop-in facades for the reference queue libraries, on leaseq."""

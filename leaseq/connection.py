@@ -1,0 +1,86 @@
+"""Choosing the server: a client given in code, else ``url``, else ``$LEASEQ_URL``, else the
+embedded server (started or reused on first use)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import redis
+import redis.asyncio
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.cluster import RedisCluster
+
+from .errors import InvalidArgument, LeaseqConnectionError
+
+ENV_URL = "LEASEQ_URL"
+
+
+def server_url(url: str | None = None) -> str:
+    """The URL to use: ``url``, else ``$LEASEQ_URL``, else the embedded server's."""
+    if url:
+        return url
+    env = os.environ.get(ENV_URL)
+    if env:
+        return env
+    from .server import embedded  # imported only when no server is named
+
+    try:
+        return embedded.ensure_running().url
+    except embedded.EmbeddedServerError as exc:
+        raise LeaseqConnectionError(f"cannot start the embedded server: {exc}") from exc
+
+
+def _decodes(client: Any) -> bool:
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None) or {}
+    if isinstance(client, RedisCluster | AsyncRedisCluster):
+        encoder = client.get_encoder()
+        return bool(getattr(encoder, "decode_responses", False))
+    return bool(kwargs.get("decode_responses", False))
+
+
+def sync_client(client: Any = None, url: str | None = None) -> Any:
+    """A sync client that returns bytes (payloads must round-trip exactly)."""
+    if client is None:
+        return redis.Redis.from_url(server_url(url))
+    if isinstance(client, redis.asyncio.Redis | AsyncRedisCluster):
+        raise InvalidArgument("leaseq.Queue needs a sync client; use leaseq.aio.Queue")
+    if not _decodes(client):
+        return client
+    if isinstance(client, RedisCluster):
+        raise InvalidArgument("pass a RedisCluster created with decode_responses=False")
+    kwargs = dict(client.connection_pool.connection_kwargs, decode_responses=False)
+    pool = client.connection_pool.__class__(
+        connection_class=client.connection_pool.connection_class, **kwargs
+    )
+    return redis.Redis(connection_pool=pool)
+
+
+def async_client(client: Any = None, url: str | None = None) -> Any:
+    """An asyncio client that returns bytes."""
+    if client is None:
+        return redis.asyncio.Redis.from_url(server_url(url))
+    if isinstance(client, redis.asyncio.ConnectionPool):
+        client = redis.asyncio.Redis(connection_pool=client)
+    if isinstance(client, redis.Redis | RedisCluster):
+        raise InvalidArgument("leaseq.aio.Queue needs an asyncio client; use leaseq.Queue")
+    if not _decodes(client):
+        return client
+    if isinstance(client, AsyncRedisCluster):
+        raise InvalidArgument("pass a RedisCluster created with decode_responses=False")
+    kwargs = dict(client.connection_pool.connection_kwargs, decode_responses=False)
+    pool = client.connection_pool.__class__(
+        connection_class=client.connection_pool.connection_class, **kwargs
+    )
+    return redis.asyncio.Redis(connection_pool=pool)
+
+
+def block_cap(client: Any, max_block: float) -> float:
+    """The longest a blocking wait may last on this client without its socket timing out."""
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None) or {}
+    timeout = kwargs.get("socket_timeout")
+    if isinstance(timeout, int | float) and timeout > 0:
+        return max(0.05, min(max_block, timeout * 0.8))
+    return max_block

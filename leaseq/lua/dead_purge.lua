@@ -1,0 +1,29 @@
+--[[ dead_purge: delete dead letters.
+
+KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; uses meta, dead, items, data, errors
+ARGV[1]      mode: "ids" (ARGV[2...] are ids) or "all" (ARGV[2] = limit, oldest first)
+
+Returns the number of dead letters deleted.
+]]
+-- @include "queue_keys"
+local mode = ARGV[1]
+-- @include "clock"
+-- @include "record"
+
+local ids = {}
+if mode == 'all' then
+  ids = redis.call('ZRANGE', Q.dead, 0, tonumber(ARGV[2]) - 1)
+else
+  for i = 2, #ARGV do
+    ids[#ids + 1] = ARGV[i]
+  end
+end
+local gone = 0
+for _, id in ipairs(ids) do
+  if redis.call('ZREM', Q.dead, id) == 1 then
+    drop_item(id)
+    gone = gone + 1
+  end
+end
+count('dead_purged', gone)
+return gone

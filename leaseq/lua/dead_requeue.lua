@@ -1,0 +1,41 @@
+--[[ dead_requeue: move dead letters back to pending, with their attempt count reset.
+
+KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; uses meta, pending, dead, items, errors,
+             wake
+ARGV[1]      mode: "ids" (ARGV[2...] are ids) or "all" (ARGV[2] = limit, oldest first)
+
+Returns the number of items requeued (in "all" mode, equal to limit means there may be more).
+]]
+-- @include "queue_keys"
+local mode = ARGV[1]
+-- @include "clock"
+-- @include "record"
+-- @include "wake"
+
+local ids = {}
+if mode == 'all' then
+  ids = redis.call('ZRANGE', Q.dead, 0, tonumber(ARGV[2]) - 1)
+else
+  for i = 2, #ARGV do
+    ids[#ids + 1] = ARGV[i]
+  end
+end
+local moved = 0
+for _, id in ipairs(ids) do
+  if redis.call('ZREM', Q.dead, id) == 1 then
+    local r = rec_get(id)
+    if r then
+      r.att = 0
+      r.seq = next_seq(1)
+      rec_put(id, r)
+      redis.call('HDEL', Q.errors, id)
+      redis.call('ZADD', Q.pending, pending_score(r), id)
+      moved = moved + 1
+    end
+  end
+end
+count('requeued', moved)
+if moved > 0 then
+  wake_one()
+end
+return moved

@@ -1,0 +1,30 @@
+-- Tokens of leases that were finished (complete, fail, requeue), kept for ACK_WINDOW ms and at
+-- most ACK_MAX of them, so that a call repeated after a lost reply (a client retry on
+-- reconnect) answers as the first one did instead of "stale".
+local ACK_WINDOW = 60000
+local ACK_MAX = 100000
+
+local function ack_record(tok, now)
+  redis.call('ZADD', Q.acked, fmt(now), tok)
+end
+
+local function ack_seen(tok)
+  return tok > 0 and redis.call('ZSCORE', Q.acked, fmt(tok)) ~= false
+end
+
+local function ack_trim(now)
+  redis.call('ZREMRANGEBYSCORE', Q.acked, '-inf', fmt(now - ACK_WINDOW))
+  local excess = redis.call('ZCARD', Q.acked) - ACK_MAX
+  if excess > 0 then
+    redis.call('ZREMRANGEBYRANK', Q.acked, 0, excess - 1)
+  end
+end
+
+-- The record of id if (inc, tok) names its current lease, else nil.
+local function current_lease(id, inc, tok)
+  local r = rec_get(id)
+  if r and r.inc == inc and r.tok == tok and redis.call('ZSCORE', Q.leased, id) then
+    return r
+  end
+  return nil
+end

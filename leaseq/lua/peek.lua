@@ -1,0 +1,34 @@
+--[[ peek: look at items of one set without changing anything.
+
+KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; uses one set (pending, delayed, leased or
+             dead), items, data, errors
+ARGV[1]      which set: pending | delayed | leased | dead
+ARGV[2]      start (0-based rank), ARGV[3] count
+
+Returns {total, (id, payload, attempts, priority, score, last_error)*} in the set's order
+(pending: the order lease takes them; delayed: by due time; leased: by deadline; dead: oldest
+first).
+]]
+-- @include "queue_keys"
+local which = ARGV[1]
+local start, n = tonumber(ARGV[2]), tonumber(ARGV[3])
+-- @include "clock"
+-- @include "record"
+
+local set = Q[which]
+local out = { redis.call('ZCARD', set) }
+if n <= 0 then
+  return out
+end
+local rows = redis.call('ZRANGE', set, start, start + n - 1, 'WITHSCORES')
+for i = 1, #rows, 2 do
+  local id = rows[i]
+  local r = rec_get(id)
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', Q.data, id) or ''
+  out[#out + 1] = r and r.att or 0
+  out[#out + 1] = r and r.prio or 0
+  out[#out + 1] = rows[i + 1]
+  out[#out + 1] = redis.call('HGET', Q.errors, id)
+end
+return out

@@ -1,0 +1,19 @@
+--[[ purge: delete every item of a queue, in every state.
+
+KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; unlinks all of them but meta
+ARGV         none
+
+The meta hash stays: its lifetime counters, and its seq counter, which keeps old lease tokens
+from ever matching an item added after the purge. Kept results expire on their own.
+
+Returns the number of items deleted.
+]]
+-- @include "queue_keys"
+
+local n = redis.call('HLEN', Q.items)
+redis.call('UNLINK', Q.pending, Q.delayed, Q.leased, Q.dead, Q.items, Q.data, Q.errors,
+  Q.acked, Q.wake)
+if n > 0 then
+  redis.call('HINCRBY', Q.meta, 'purged', n)
+end
+return n

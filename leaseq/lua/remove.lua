@@ -1,0 +1,35 @@
+--[[ remove: delete items in any state (pending, delayed, leased or dead).
+
+KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; uses meta, pending, delayed, leased,
+             dead, items, data, errors, wake
+ARGV         the ids
+
+A holder of a removed item's lease can no longer complete, extend or fail it.
+
+Returns one integer per id: 1 removed, 0 unknown.
+]]
+-- @include "queue_keys"
+-- @include "clock"
+-- @include "record"
+-- @include "wake"
+
+local out = {}
+local removed = 0
+for _, id in ipairs(ARGV) do
+  if redis.call('HEXISTS', Q.items, id) == 1 then
+    redis.call('ZREM', Q.pending, id)
+    redis.call('ZREM', Q.delayed, id)
+    redis.call('ZREM', Q.leased, id)
+    redis.call('ZREM', Q.dead, id)
+    drop_item(id)
+    removed = removed + 1
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+count('removed', removed)
+if removed > 0 then
+  wake_sync()
+end
+return out

@@ -1,0 +1,53 @@
+--[[ requeue: give current leases back without counting a failure.
+
+KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; uses meta, pending, delayed, leased,
+             items, acked, wake
+ARGV[1]      count of leases, then for each 4 values: id, inc, token, delay_ms (0 = ready now)
+
+The attempt counted by the lease is taken back; the item goes to the back of its priority
+(a new sequence number), after delay_ms if given.
+
+Returns one integer per lease: 1 requeued, 3 already finished by this same token, 0 refused.
+]]
+-- @include "queue_keys"
+local count_items = tonumber(ARGV[1])
+-- @include "clock"
+-- @include "record"
+-- @include "acked"
+-- @include "wake"
+
+local now = now_ms()
+local out = {}
+local requeued, ready = 0, false
+for i = 0, count_items - 1 do
+  local base = 2 + i * 4
+  local id = ARGV[base]
+  local tok = tonumber(ARGV[base + 2])
+  local r = current_lease(id, tonumber(ARGV[base + 1]), tok)
+  if r then
+    redis.call('ZREM', Q.leased, id)
+    ack_record(tok, now)
+    r.att = math.max(r.att - 1, 0)
+    r.seq = next_seq(1)
+    rec_put(id, r)
+    local delay = tonumber(ARGV[base + 3])
+    if delay > 0 then
+      delay_item(id, now + delay)
+    else
+      redis.call('ZADD', Q.pending, pending_score(r), id)
+      ready = true
+    end
+    requeued = requeued + 1
+    out[#out + 1] = 1
+  elseif ack_seen(tok) then
+    out[#out + 1] = 3
+  else
+    out[#out + 1] = 0
+  end
+end
+count('requeued', requeued)
+ack_trim(now)
+if ready then
+  wake_one()
+end
+return out

@@ -1,0 +1,30 @@
+--[[ state: everything known about one item, read atomically.
+
+KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; uses meta, pending, delayed, leased,
+             dead, items, errors
+KEYS[11]     leaseq:{q}:result:<id>
+ARGV[1]      id
+
+Returns {now_ms, state, attempts, score, inc, priority, token, last_error, has_result, result}:
+state 1 pending, 2 delayed (score = due), 3 leased (score = deadline), 4 dead (score = time of
+death), 5 recorded in no set (should not happen), 6 completed with a kept result, 0 unknown.
+]]
+-- @include "queue_keys"
+local result_key = KEYS[11]
+local id = ARGV[1]
+-- @include "clock"
+-- @include "record"
+
+local now = fmt(now_ms())
+local result = redis.call('GET', result_key)
+local r = rec_get(id)
+if not r then
+  if result then
+    return { now, 6, 0, 0, 0, 0, 0, false, 1, result }
+  end
+  return { now, 0, 0, 0, 0, 0, 0, false, 0, false }
+end
+local st, score = state_of(id)
+if st == 0 then st = 5 end
+return { now, st, r.att, score or 0, fmt(r.inc), r.prio, fmt(r.tok),
+         redis.call('HGET', Q.errors, id), result and 1 or 0, result }

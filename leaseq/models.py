@@ -1,0 +1,169 @@
+"""The values leaseq calls return. Plain data: no I/O, no reference to a connection."""
+
+from __future__ import annotations
+
+import enum
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from .codec import Codec
+
+
+class State(enum.StrEnum):
+    """Where an item is."""
+
+    PENDING = "pending"
+    DELAYED = "delayed"
+    LEASED = "leased"
+    DEAD = "dead"
+    COMPLETED = "completed"
+    UNKNOWN = "unknown"
+
+
+class FailOutcome(enum.StrEnum):
+    """What :meth:`Queue.fail` did. Only STALE is falsy."""
+
+    RETRIED = "retried"
+    DEAD = "dead"
+    REPEATED = "repeated"
+    STALE = "stale"
+
+    def __bool__(self) -> bool:
+        return self is not FailOutcome.STALE
+
+
+class Lease:
+    """A leased item: its id, payload, attempt number and the token that fences it.
+
+    ``deadline_ms`` is on the server's clock. ``data`` is decoded on first access (a payload
+    that cannot be decoded raises :class:`~leaseq.errors.SerializationError` there, so a worker
+    can fail the item instead of losing it).
+    """
+
+    __slots__ = ("_codec", "_data", "attempt", "deadline_ms", "id", "payload", "queue", "token")
+
+    _MISSING: Any = object()
+
+    def __init__(
+        self, queue: str, id: str, payload: bytes, attempt: int, token: str,
+        deadline_ms: int, codec: Codec,
+    ) -> None:
+        self.queue = queue
+        self.id = id
+        self.payload = payload
+        self.attempt = attempt
+        self.token = token
+        self.deadline_ms = deadline_ms
+        self._codec = codec
+        self._data: Any = Lease._MISSING
+
+    @property
+    def data(self) -> Any:
+        """The item's value, as added (bytes stay bytes)."""
+        if self._data is Lease._MISSING:
+            self._data = self._codec.decode(self.payload)
+        return self._data
+
+    def __repr__(self) -> str:
+        return (
+            f"Lease(queue={self.queue!r}, id={self.id!r}, attempt={self.attempt}, "
+            f"token={self.token!r}, deadline_ms={self.deadline_ms})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """An item to add, for :meth:`Queue.add_many` (any other value there means ``Item(value)``)."""
+
+    data: Any
+    id: str | None = None
+    delay: float | None = None
+    priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    """Outcome of adding one item. Truthy iff the item was added by this call.
+
+    ``state`` is the state of the id that was already there when not added.
+    """
+
+    id: str
+    added: bool
+    state: State | None = None
+
+    def __bool__(self) -> bool:
+        return self.added
+
+
+@dataclass(frozen=True, slots=True)
+class ItemState:
+    """Everything known about one item, read atomically."""
+
+    id: str
+    state: State
+    attempts: int = 0
+    priority: int = 0
+    deadline_ms: int | None = None
+    due_ms: int | None = None
+    dead_since_ms: int | None = None
+    last_error: str | None = None
+    has_result: bool = False
+    result: Any = None
+    now_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Sizes and lifetime counters of a queue, read in one round trip."""
+
+    queue: str
+    pending: int
+    delayed: int
+    leased: int
+    dead: int
+    delayed_due: int
+    leases_expired: int
+    counters: dict[str, int]
+    now_ms: int
+
+    def counter(self, name: str) -> int:
+        """A lifetime counter (added, leased, completed, failed, retried, expired, dead,
+        requeued, removed, purged, dead_purged); 0 if it never moved."""
+        return self.counters.get(name, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Peeked:
+    """An item seen without leasing it."""
+
+    id: str
+    payload: bytes
+    attempts: int
+    priority: int
+    score: float
+    last_error: str | None
+    codec: Codec = field(repr=False, compare=False)
+
+    @property
+    def data(self) -> Any:
+        return self.codec.decode(self.payload)
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with jitter: attempt k waits about ``base * factor**(k-1)``.
+
+    The delay is drawn uniformly from ``[(1 - jitter) * d, d]`` where ``d`` is capped at
+    ``maximum`` seconds, so retries of many items failing together spread out.
+    """
+
+    base: float = 1.0
+    factor: float = 2.0
+    maximum: float = 300.0
+    jitter: float = 0.5
+
+    def delay(self, attempt: int) -> float:
+        d = min(self.maximum, self.base * self.factor ** max(attempt - 1, 0))
+        return d * (1.0 - self.jitter * random.random())

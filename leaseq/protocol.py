@@ -1,0 +1,391 @@
+"""Pure translation between leaseq operations and script calls: no I/O here.
+
+Each function validates its input (raising before anything is sent), returns a :class:`Call`
+naming the script, its KEYS and ARGV, and a parser that turns the server's reply into a typed
+result. The sync and asyncio queues only run these calls; the asyncio coalescer merges the
+entries of many concurrent calls into one :class:`Call`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from .codec import Codec, content_id
+from .errors import InvalidArgument, InvalidToken
+from .keys import QueueKeys, validate_id
+from .models import (
+    AddResult,
+    Backoff,
+    FailOutcome,
+    Item,
+    ItemState,
+    Lease,
+    Peeked,
+    State,
+    Stats,
+)
+from .scripts import Arg
+
+T = TypeVar("T")
+
+MAX_PRIORITY = 1000
+MAX_BATCH = 10_000
+MAX_DURATION = 10 * 365 * 86400.0
+STATES = {1: State.PENDING, 2: State.DELAYED, 3: State.LEASED, 4: State.DEAD, 6: State.COMPLETED}
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One script call: run ``script`` with ``keys``/``args``, then ``parse`` the reply."""
+
+    script: str
+    keys: Sequence[str]
+    args: Sequence[Arg]
+    parse: Callable[[Any], T]
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A queue's settings, fixed at construction (see :class:`leaseq.Queue`)."""
+
+    keys: QueueKeys
+    codec: Codec
+    lease: float
+    max_attempts: int
+    backoff: Backoff
+    dead_max: int
+    dead_ttl: float
+    result_ttl: float
+    unique_by_content: bool
+
+    @property
+    def policy(self) -> list[Arg]:
+        return [self.max_attempts, self.dead_max, ms(self.dead_ttl, "dead_ttl", zero=True)]
+
+
+def ms(seconds: object, what: str, *, zero: bool = False) -> int:
+    """Seconds -> whole milliseconds (at least 1 unless zero is allowed); validated."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise InvalidArgument(f"{what} must be a number of seconds, not {seconds!r}")
+    if math.isnan(seconds) or seconds < 0 or (seconds == 0 and not zero):
+        raise InvalidArgument(f"{what} must be {'>= 0' if zero else '> 0'}, not {seconds!r}")
+    if seconds > MAX_DURATION:
+        raise InvalidArgument(f"{what} must be at most {MAX_DURATION:.0f} s, not {seconds!r}")
+    return 0 if seconds == 0 else max(1, round(seconds * 1000))
+
+
+def count(n: object, what: str = "n") -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1 or n > MAX_BATCH:
+        raise InvalidArgument(f"{what} must be an int from 1 to {MAX_BATCH}, not {n!r}")
+    return n
+
+
+def _s(value: bytes | str | None) -> str | None:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _i(value: Any) -> int:
+    return int(value) if value is not None else 0
+
+
+# ---------------------------------------------------------------------------------- tokens
+
+def make_token(item_id: str, inc: int | str, tok: int | str) -> str:
+    """A lease token: incarnation, lease number and a checksum of the id it belongs to."""
+    return f"{inc}.{tok}.{zlib.crc32(item_id.encode('utf-8')):08x}"
+
+
+Target = tuple[str, int, int]  # (id, incarnation or 0, token or 0)
+
+
+def target(lease: Lease | str, token: str | None = None) -> Target:
+    """The (id, inc, tok) a finishing call names; a bare id means any incarnation, no token."""
+    if isinstance(lease, Lease):
+        item_id, token = lease.id, lease.token
+    else:
+        item_id = validate_id(lease)
+    if token is None:
+        return (item_id, 0, 0)
+    if not isinstance(token, str):
+        raise InvalidToken(f"token must be a str, not {type(token).__name__}")
+    parts = token.split(".")
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+        raise InvalidToken(f"malformed lease token {token!r}")
+    if parts[2] != f"{zlib.crc32(item_id.encode('utf-8')):08x}":
+        raise InvalidToken(f"lease token {token!r} belongs to another item than {item_id!r}")
+    return (item_id, int(parts[0]), int(parts[1]))
+
+
+def fenced(lease: Lease | str, token: str | None = None) -> Target:
+    """Validate a lease for a call that must name the current lease (extend, fail, requeue)."""
+    t = target(lease, token)
+    if t[1] == 0:
+        raise InvalidToken("this call needs a Lease (or an id and its token)")
+    return t
+
+
+# ---------------------------------------------------------------------------------- add
+
+Entry = tuple[str, bytes, int, int, bool]  # id, payload, priority, delay_ms, id was generated
+
+
+def entry(cfg: Config, value: Any, item_id: str | None = None, delay: float | None = None,
+          priority: int = 0) -> Entry:
+    """Validate and encode one item to add."""
+    if isinstance(value, Item):
+        value, item_id, delay, priority = value.data, value.id, value.delay, value.priority
+    payload = cfg.codec.encode(value)
+    if isinstance(priority, bool) or not isinstance(priority, int) or not (
+        -MAX_PRIORITY <= priority <= MAX_PRIORITY
+    ):
+        raise InvalidArgument(f"priority must be an int from -1000 to 1000, not {priority!r}")
+    delay_ms = 0 if delay is None else ms(delay, "delay", zero=True)
+    if item_id is not None:
+        return (validate_id(item_id), payload, priority, delay_ms, False)
+    if cfg.unique_by_content:
+        return (content_id(payload), payload, priority, delay_ms, False)
+    return (uuid.uuid4().hex, payload, priority, delay_ms, True)
+
+
+def add(cfg: Config, entries: Sequence[Entry]) -> Call[list[AddResult]]:
+    args: list[Arg] = [len(entries)]
+    for item_id, payload, prio, delay_ms, _ in entries:
+        args += (item_id, payload, prio, delay_ms)
+
+    def parse(reply: list[int]) -> list[AddResult]:
+        out = []
+        for (item_id, _, _, _, generated), code in zip(entries, reply, strict=True):
+            # A generated id can only exist if an earlier try of this very call added it
+            # (a client retry after a lost reply), so that counts as added.
+            added = code == 0 or generated
+            out.append(AddResult(item_id, added, None if added else STATES.get(code)))
+        return out
+
+    return Call("add", cfg.keys.all_fixed, args, parse)
+
+
+# ---------------------------------------------------------------------------------- lease
+
+@dataclass(frozen=True, slots=True)
+class Leased:
+    """A lease reply: the items, the server's time, and when to look again if empty."""
+
+    items: list[Lease]
+    now_ms: int
+    next_due_ms: int
+
+
+def _parse_leased(cfg: Config, reply: Sequence[Any], start: int) -> Leased:
+    now, next_due, deadline = int(reply[start]), int(reply[start + 1]), int(reply[start + 2])
+    name, codec = cfg.keys.name, cfg.codec
+    items = []
+    for i in range(start + 3, len(reply), 5):
+        item_id = reply[i].decode("utf-8")
+        items.append(Lease(name, item_id, reply[i + 1], int(reply[i + 2]),
+                           make_token(item_id, reply[i + 3].decode(), reply[i + 4].decode()),
+                           deadline, codec))
+    return Leased(items, now, next_due)
+
+
+def lease(cfg: Config, n: int, seconds: float | None) -> Call[Leased]:
+    lease_ms = ms(cfg.lease if seconds is None else seconds, "lease")
+    return Call("lease", cfg.keys.all_fixed, [*cfg.policy, count(n), lease_ms],
+                lambda reply: _parse_leased(cfg, reply, 0))
+
+
+def resync(cfg: Config) -> Call[None]:
+    """A lease of nothing: maintenance only, and the wake key set again if work is ready."""
+    return Call("lease", cfg.keys.all_fixed, [*cfg.policy, 0, 1000], lambda reply: None)
+
+
+def deadline(timeout: float | None) -> float | None:
+    """The monotonic time at which a wait of ``timeout`` seconds ends (None: never)."""
+    if timeout is None:
+        return None
+    return time.monotonic() + ms(timeout, "timeout", zero=True) / 1000.0
+
+
+def remaining(end: float | None) -> float | None:
+    return None if end is None else end - time.monotonic()
+
+
+def block_for(got: Leased, remaining: float | None, cap: float) -> float | None:
+    """How long an empty-handed blocking lease may wait for the wake key (None: give up)."""
+    wait = cap if remaining is None else min(cap, remaining)
+    if got.next_due_ms > 0:
+        wait = min(wait, max(0.0, (got.next_due_ms - got.now_ms) / 1000.0))
+    if remaining is not None and remaining <= 0:
+        return None
+    return max(wait, 0.0)
+
+
+# ---------------------------------------------------------------------------------- finish
+
+Done = tuple[Target, bytes | None, int]  # target, encoded result, result ttl ms
+
+
+def done(cfg: Config, lease: Lease | str, token: str | None, result: Any,
+         result_ttl: float | None) -> Done:
+    """Validate one completion."""
+    t = target(lease, token)
+    if result is None:
+        return (t, None, 0)
+    ttl = ms(cfg.result_ttl if result_ttl is None else result_ttl, "result_ttl")
+    return (t, cfg.codec.encode(result), ttl)
+
+
+def complete(cfg: Config, items: Sequence[Done], next_n: int = 0,
+             seconds: float | None = None) -> Call[tuple[list[bool], Leased | None]]:
+    keys = list(cfg.keys.all_fixed)
+    lease_ms = ms(cfg.lease if seconds is None else seconds, "lease")
+    args: list[Arg] = [*cfg.policy, next_n, lease_ms, len(items)]
+    for (item_id, inc, tok), result, ttl in items:
+        args += (item_id, inc, tok, result or b"", ttl if result is not None else 0)
+        if result is not None:
+            keys.append(cfg.keys.result(item_id))
+    m = len(items)
+
+    def parse(reply: list[Any]) -> tuple[list[bool], Leased | None]:
+        flags = [code != 0 for code in reply[:m]]
+        return flags, (_parse_leased(cfg, reply, m) if next_n > 0 else None)
+
+    return Call("complete", keys, args, parse)
+
+
+def extend(cfg: Config, leases: Sequence[Target], seconds: float | None) -> Call[list[int]]:
+    args: list[Arg] = [ms(cfg.lease if seconds is None else seconds, "lease"), len(leases)]
+    for t in leases:
+        args += t
+    return Call("extend", cfg.keys.all_fixed, args, lambda reply: [int(x) for x in reply])
+
+
+FAIL_CODES = {1: FailOutcome.RETRIED, 2: FailOutcome.DEAD, 3: FailOutcome.REPEATED}
+
+
+def failure(cfg: Config, lease: Lease | str, token: str | None, error: object,
+            retry_in: float | None) -> tuple[Target, str, int]:
+    """Validate one failure; the retry delay defaults to the queue's backoff for the attempt."""
+    t = fenced(lease, token)
+    if retry_in is None:
+        attempt = lease.attempt if isinstance(lease, Lease) else 1
+        retry_ms = ms(cfg.backoff.delay(attempt), "backoff", zero=True)
+    else:
+        retry_ms = ms(retry_in, "retry_in", zero=True)
+    text = error if isinstance(error, str) else repr(error)
+    return (t, text[:4000], retry_ms)
+
+
+def fail(cfg: Config, items: Sequence[tuple[Target, str, int]]) -> Call[list[FailOutcome]]:
+    args: list[Arg] = [*cfg.policy, len(items)]
+    for t, text, retry_ms in items:
+        args += (*t, text, retry_ms)
+    return Call("fail", cfg.keys.all_fixed, args,
+                lambda reply: [FAIL_CODES.get(int(x), FailOutcome.STALE) for x in reply])
+
+
+def requeue(cfg: Config, items: Sequence[tuple[Target, int]]) -> Call[list[bool]]:
+    args: list[Arg] = [len(items)]
+    for t, delay_ms in items:
+        args += (*t, delay_ms)
+    return Call("requeue", cfg.keys.all_fixed, args, lambda reply: [x != 0 for x in reply])
+
+
+# ---------------------------------------------------------------------------------- inspect
+
+def ids(values: Iterable[str]) -> list[str]:
+    return [validate_id(v) for v in values]
+
+
+def remove(cfg: Config, item_ids: Sequence[str]) -> Call[list[bool]]:
+    return Call("remove", cfg.keys.all_fixed, list(item_ids),
+                lambda reply: [x == 1 for x in reply])
+
+
+def state(cfg: Config, item_id: str) -> Call[ItemState]:
+    item_id = validate_id(item_id)
+
+    def parse(r: list[Any]) -> ItemState:
+        code, score = int(r[1]), int(float(r[3] or 0))
+        st = STATES.get(code, State.UNKNOWN if code == 0 else State.PENDING)
+        return ItemState(
+            id=item_id, state=st, attempts=_i(r[2]), priority=_i(r[5]),
+            deadline_ms=score if st is State.LEASED else None,
+            due_ms=score if st is State.DELAYED else None,
+            dead_since_ms=score if st is State.DEAD else None,
+            last_error=_s(r[7]), has_result=r[8] == 1,
+            result=cfg.codec.decode(r[9]) if r[8] == 1 else None, now_ms=int(r[0]),
+        )
+
+    keys = [*cfg.keys.all_fixed, cfg.keys.result(item_id)]
+    return Call("state", keys, [item_id], parse)
+
+
+def stats(cfg: Config) -> Call[Stats]:
+    def parse(r: list[Any]) -> Stats:
+        meta = {_s(r[i]) or "": int(r[i + 1]) for i in range(7, len(r) - 1, 2)}
+        meta.pop("seq", None)
+        meta.pop("clock_offset", None)
+        return Stats(cfg.keys.name, int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]),
+                     int(r[6]), meta, int(r[0]))
+
+    return Call("stats", cfg.keys.all_fixed, [], parse)
+
+
+PEEKABLE = ("pending", "delayed", "leased", "dead")
+
+
+def peek(cfg: Config, which: str, start: int, n: int) -> Call[tuple[int, list[Peeked]]]:
+    if which not in PEEKABLE:
+        raise InvalidArgument(f"can peek at {', '.join(PEEKABLE)}, not {which!r}")
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise InvalidArgument(f"start must be an int >= 0, not {start!r}")
+
+    def parse(r: list[Any]) -> tuple[int, list[Peeked]]:
+        rows = [Peeked(r[i].decode("utf-8"), r[i + 1], int(r[i + 2]), int(r[i + 3]),
+                       float(r[i + 4]), _s(r[i + 5]), cfg.codec) for i in range(1, len(r), 6)]
+        return int(r[0]), rows
+
+    return Call("peek", cfg.keys.all_fixed, [which, start, count(n)], parse)
+
+
+def purge(cfg: Config) -> Call[int]:
+    return Call("purge", cfg.keys.all_fixed, [], int)
+
+
+def sweep(cfg: Config, limit: int) -> Call[tuple[int, int]]:
+    return Call("sweep", cfg.keys.all_fixed, [*cfg.policy, count(limit, "limit")],
+                lambda r: (int(r[0]), int(r[1])))
+
+
+def dead_op(cfg: Config, script: str, item_ids: Sequence[str] | None,
+            limit: int) -> Call[int]:
+    """dead_requeue / dead_purge of the given ids, or of up to ``limit`` oldest when None."""
+    args: list[Arg] = ["all", count(limit, "limit")] if item_ids is None else ["ids", *item_ids]
+    return Call(script, cfg.keys.all_fixed, args, int)
+
+
+# ---------------------------------------------------------------------------------- coalescing
+
+def per_entry(call: Call[tuple[list[bool], Leased | None]]) -> Call[list[bool]]:
+    """A complete call whose parse returns only the per-item flags."""
+    return Call(call.script, call.keys, call.args, lambda reply: call.parse(reply)[0])
+
+
+def lease_split(cfg: Config, wants: Sequence[int], seconds: float | None) -> Call[list[Leased]]:
+    """One lease call serving several callers: caller k gets the next ``wants[k]`` items."""
+    call = lease(cfg, min(sum(wants), MAX_BATCH), seconds)
+
+    def parse(reply: Any) -> list[Leased]:
+        got, out, i = call.parse(reply), [], 0
+        for n in wants:
+            out.append(Leased(got.items[i : i + n], got.now_ms, got.next_due_ms))
+            i += n
+        return out
+
+    return Call(call.script, call.keys, call.args, parse)
