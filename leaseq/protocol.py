@@ -35,7 +35,7 @@ from .scripts import Arg
 T = TypeVar("T")
 
 MAX_PRIORITY = 1000
-MAX_BATCH = 10_000
+MAX_BATCH = 1000  # items per script call at most (Lua unpack limits, short scripts)
 MAX_DURATION = 10 * 365 * 86400.0
 STATES = {1: State.PENDING, 2: State.DELAYED, 3: State.LEASED, 4: State.DEAD, 6: State.COMPLETED}
 

@@ -13,34 +13,50 @@ local count_items = tonumber(ARGV[1])
 -- @include "clock"
 -- @include "record"
 -- @include "wake"
+bind_queue(KEYS)
 
 local now = now_ms()
 local out = {}
-local added, ready = 0, 0
+local ids = {}
+for i = 1, count_items do
+  ids[i] = ARGV[2 + (i - 1) * 4]
+end
+local existing = redis.call('HMGET', Q.items, unpack(ids))
 local inc = next_seq(count_items)
-for i = 0, count_items - 1 do
-  local base = 2 + i * 4
-  local id, payload = ARGV[base], ARGV[base + 1]
-  local prio, delay = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
-  if redis.call('HSETNX', Q.items, id,
-      string.format('%d:%d:%d:0:0', inc + i, prio, inc + i)) == 1 then
-    redis.call('HSET', Q.data, id, payload)
+local records, payloads, ready = {}, {}, {}
+local taken = {}
+for i = 1, count_items do
+  local base = 2 + (i - 1) * 4
+  local id = ids[i]
+  if existing[i] or taken[id] then
+    local st = state_of(id)
+    if st == 0 then st = taken[id] or 5 end
+    out[i] = st
+  else
+    local prio, delay = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
+    local seq = inc + i - 1
+    records[#records + 1] = id
+    records[#records + 1] = string.format('%d:%d:%d:0:0', seq, prio, seq)
+    payloads[#payloads + 1] = id
+    payloads[#payloads + 1] = ARGV[base + 1]
     if delay > 0 then
+      taken[id] = 2
       delay_item(id, now + delay)
     else
-      redis.call('ZADD', Q.pending, string.format('%d', (1000 - prio) * BAND + inc + i), id)
-      ready = ready + 1
+      taken[id] = 1
+      ready[#ready + 1] = string.format('%d', (1000 - prio) * BAND + seq)
+      ready[#ready + 1] = id
     end
-    added = added + 1
-    out[#out + 1] = 0
-  else
-    local st = state_of(id)
-    if st == 0 then st = 5 end
-    out[#out + 1] = st
+    out[i] = 0
   end
 end
-count('added', added)
-if ready > 0 then
+if #records > 0 then
+  redis.call('HSET', Q.items, unpack(records))
+  redis.call('HSET', Q.data, unpack(payloads))
+  count('added', #records / 2)
+end
+if #ready > 0 then
+  redis.call('ZADD', Q.pending, unpack(ready))
   wake_one()
 end
 return out

@@ -23,46 +23,66 @@ local count_items = tonumber(ARGV[6])
 -- @include "record"
 -- @include "acked"
 -- @include "take"
+bind_queue(KEYS)
+bind_policy(ARGV)
 
 local now = now_ms()
 local out = {}
-local done = 0
+local ids = {}
+for i = 1, count_items do
+  ids[i] = ARGV[7 + (i - 1) * 5]
+end
+local recs = count_items > 0 and redis.call('HMGET', Q.items, unpack(ids)) or {}
+local finished = {} -- id -> token that finished it in this call
+local done_ids, acks = {}, {}
+local touched_ready = false
 local result_key = 10
-for i = 0, count_items - 1 do
-  local base = 7 + i * 5
-  local id = ARGV[base]
+for i = 1, count_items do
+  local base = 7 + (i - 1) * 5
+  local id = ids[i]
   local inc, tok = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
   local ttl = tonumber(ARGV[base + 4])
   if ttl > 0 then
     result_key = result_key + 1
   end
-  local r = rec_get(id)
+  local r = (finished[id] == nil) and rec_parse(id, recs[i]) or nil
   if r and (inc == 0 or r.inc == inc) then
-    redis.call('ZREM', Q.pending, id)
-    redis.call('ZREM', Q.leased, id)
-    redis.call('ZREM', Q.delayed, id)
-    redis.call('ZREM', Q.dead, id)
-    drop_item(id)
+    finished[id] = tok
+    done_ids[#done_ids + 1] = id
     if ttl > 0 then
       redis.call('SET', KEYS[result_key], ARGV[base + 3], 'PX', ttl)
     end
     if tok > 0 then
-      ack_record(tok, now)
+      acks[#acks + 1] = fmt(now)
+      acks[#acks + 1] = 'c' .. fmt(tok)
     end
-    done = done + 1
-    out[#out + 1] = 1
-  elseif ack_seen(tok) then
-    out[#out + 1] = 2
+    out[i] = 1
+  elseif (finished[id] ~= nil and finished[id] == tok and tok > 0) or ack_seen('c', tok, now) then
+    out[i] = 2
   else
-    out[#out + 1] = 0
+    out[i] = 0
   end
 end
-count('completed', done)
+if #done_ids > 0 then
+  -- Most completed items are leased: the other sets are only searched for what is left.
+  if redis.call('ZREM', Q.leased, unpack(done_ids)) < #done_ids then
+    touched_ready = redis.call('ZREM', Q.pending, unpack(done_ids)) > 0
+    redis.call('ZREM', Q.delayed, unpack(done_ids))
+    redis.call('ZREM', Q.dead, unpack(done_ids))
+  end
+  redis.call('HDEL', Q.items, unpack(done_ids))
+  redis.call('HDEL', Q.data, unpack(done_ids))
+  redis.call('HDEL', Q.errors, unpack(done_ids))
+  count('completed', #done_ids)
+end
+if #acks > 0 then
+  redis.call('ZADD', Q.acked, unpack(acks))
+end
 ack_trim(now)
 if next_n > 0 then
   return lease_reply(next_n, lease_ms, now, out)
 end
-if done > 0 then
+if touched_ready then
   wake_sync()
 end
 return out

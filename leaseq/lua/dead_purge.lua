@@ -9,6 +9,7 @@ Returns the number of dead letters deleted.
 local mode = ARGV[1]
 -- @include "clock"
 -- @include "record"
+bind_queue(KEYS)
 
 local ids = {}
 if mode == 'all' then

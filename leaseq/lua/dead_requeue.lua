@@ -11,6 +11,7 @@ local mode = ARGV[1]
 -- @include "clock"
 -- @include "record"
 -- @include "wake"
+bind_queue(KEYS)
 
 local ids = {}
 if mode == 'all' then

@@ -15,6 +15,7 @@ local count_items = tonumber(ARGV[2])
 -- @include "clock"
 -- @include "record"
 -- @include "acked"
+bind_queue(KEYS)
 
 local deadline = fmt(now_ms() + lease_ms)
 local out = {}

@@ -1,6 +1,7 @@
 --[[ fail: record a failed attempt of current leases; retry later or dead-letter.
 
-KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; uses every one except data
+KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; uses every one of them (data: when a
+             dead-letter cap drops old dead letters)
 ARGV[1..3]   policy: max_attempts (0 = unlimited), dead_max, dead_ttl_ms
 ARGV[4]      count of leases, then for each 5 values: id, inc, token, error, retry_ms
 
@@ -18,6 +19,8 @@ local count_items = tonumber(ARGV[4])
 -- @include "acked"
 -- @include "policy"
 -- @include "wake"
+bind_queue(KEYS)
+bind_policy(ARGV)
 
 local now = now_ms()
 local out = {}
@@ -29,7 +32,7 @@ for i = 0, count_items - 1 do
   local r = current_lease(id, tonumber(ARGV[base + 1]), tok)
   if r then
     redis.call('ZREM', Q.leased, id)
-    ack_record(tok, now)
+    ack_record('f', tok, now)
     failed = failed + 1
     local err, retry_ms = ARGV[base + 3], tonumber(ARGV[base + 4])
     if P.max_att > 0 and r.att >= P.max_att then
@@ -46,7 +49,7 @@ for i = 0, count_items - 1 do
       retried = retried + 1
       out[#out + 1] = 1
     end
-  elseif ack_seen(tok) then
+  elseif ack_seen('f', tok, now) then
     out[#out + 1] = 3
   else
     out[#out + 1] = 0

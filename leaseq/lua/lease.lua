@@ -18,5 +18,7 @@ local lease_ms = tonumber(ARGV[5])
 -- @include "clock"
 -- @include "record"
 -- @include "take"
+bind_queue(KEYS)
+bind_policy(ARGV)
 
 return lease_reply(n, lease_ms, now_ms(), {})

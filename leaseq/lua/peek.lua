@@ -14,6 +14,7 @@ local which = ARGV[1]
 local start, n = tonumber(ARGV[2]), tonumber(ARGV[3])
 -- @include "clock"
 -- @include "record"
+bind_queue(KEYS)
 
 local set = Q[which]
 local out = { redis.call('ZCARD', set) }

@@ -9,6 +9,7 @@ from ever matching an item added after the purge. Kept results expire on their o
 Returns the number of items deleted.
 ]]
 -- @include "queue_keys"
+bind_queue(KEYS)
 
 local n = redis.call('HLEN', Q.items)
 redis.call('UNLINK', Q.pending, Q.delayed, Q.leased, Q.dead, Q.items, Q.data, Q.errors,

@@ -12,6 +12,7 @@ Returns one integer per id: 1 removed, 0 unknown.
 -- @include "clock"
 -- @include "record"
 -- @include "wake"
+bind_queue(KEYS)
 
 local out = {}
 local removed = 0

@@ -15,6 +15,7 @@ local count_items = tonumber(ARGV[1])
 -- @include "record"
 -- @include "acked"
 -- @include "wake"
+bind_queue(KEYS)
 
 local now = now_ms()
 local out = {}
@@ -26,7 +27,7 @@ for i = 0, count_items - 1 do
   local r = current_lease(id, tonumber(ARGV[base + 1]), tok)
   if r then
     redis.call('ZREM', Q.leased, id)
-    ack_record(tok, now)
+    ack_record('f', tok, now)
     r.att = math.max(r.att - 1, 0)
     r.seq = next_seq(1)
     rec_put(id, r)
@@ -39,7 +40,7 @@ for i = 0, count_items - 1 do
     end
     requeued = requeued + 1
     out[#out + 1] = 1
-  elseif ack_seen(tok) then
+  elseif ack_seen('f', tok, now) then
     out[#out + 1] = 3
   else
     out[#out + 1] = 0

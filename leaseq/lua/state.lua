@@ -14,11 +14,12 @@ local result_key = KEYS[11]
 local id = ARGV[1]
 -- @include "clock"
 -- @include "record"
+bind_queue(KEYS)
 
 local now = fmt(now_ms())
-local result = redis.call('GET', result_key)
 local r = rec_get(id)
 if not r then
+  local result = redis.call('GET', result_key)
   if result then
     return { now, 6, 0, 0, 0, 0, 0, false, 1, result }
   end
@@ -26,5 +27,6 @@ if not r then
 end
 local st, score = state_of(id)
 if st == 0 then st = 5 end
+-- A result key next to a live record belongs to an earlier incarnation of the id: not reported.
 return { now, st, r.att, score or 0, fmt(r.inc), r.prio, fmt(r.tok),
-         redis.call('HGET', Q.errors, id), result and 1 or 0, result }
+         redis.call('HGET', Q.errors, id), 0, false }

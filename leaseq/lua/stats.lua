@@ -9,6 +9,7 @@ has moved yet, and the field/value pairs are the meta hash (counters and seq).
 ]]
 -- @include "queue_keys"
 -- @include "clock"
+bind_queue(KEYS)
 
 local now = now_ms()
 local out = {

@@ -15,6 +15,8 @@ local limit = tonumber(ARGV[4])
 -- @include "record"
 -- @include "policy"
 -- @include "wake"
+bind_queue(KEYS)
+bind_policy(ARGV)
 
 local now = now_ms()
 local promoted = promote_due(now, limit)

@@ -175,7 +175,7 @@ def test_stale_token_cannot_touch_a_new_incarnation(make_queue: Any) -> None:
     assert new.data == "v2"
     assert q.complete(old) is True  # a repeat of old's own completion, answered the same
     assert q.extend(old) is False
-    assert q.fail(old, error="x") is FailOutcome.REPEATED
+    assert q.fail(old, error="x") is FailOutcome.STALE  # old finished by completing, not failing
     assert q.state("same").state is State.LEASED  # untouched
     assert q.complete(new) is True
 

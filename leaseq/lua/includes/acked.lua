@@ -1,15 +1,20 @@
--- Tokens of leases that were finished (complete, fail, requeue), kept for ACK_WINDOW ms and at
--- most ACK_MAX of them, so that a call repeated after a lost reply (a client retry on
--- reconnect) answers as the first one did instead of "stale".
+-- Tokens of leases that were finished, kept for ACK_WINDOW ms (and at most ACK_MAX of them),
+-- so that a call repeated after a lost reply (a client retry on reconnect) answers as the first
+-- one did instead of "stale". Members are kind .. token: "c" for complete, "f" for fail and
+-- requeue, so a token that failed an item can never pass for one that completed it.
 local ACK_WINDOW = 60000
 local ACK_MAX = 100000
 
-local function ack_record(tok, now)
-  redis.call('ZADD', Q.acked, fmt(now), tok)
+local function ack_record(kind, tok, now)
+  redis.call('ZADD', Q.acked, fmt(now), kind .. fmt(tok))
 end
 
-local function ack_seen(tok)
-  return tok > 0 and redis.call('ZSCORE', Q.acked, fmt(tok)) ~= false
+local function ack_seen(kind, tok, now)
+  if tok <= 0 then
+    return false
+  end
+  local at = redis.call('ZSCORE', Q.acked, kind .. fmt(tok))
+  return at ~= false and tonumber(at) >= now - ACK_WINDOW
 end
 
 local function ack_trim(now)

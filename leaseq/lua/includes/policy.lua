@@ -1,11 +1,13 @@
 -- The retry / dead-letter policy, sent by the client as ARGV[1..3] of the scripts that can
 -- dead-letter an item: max_attempts (0 = unlimited), dead_max (count cap, 0 = none),
--- dead_ttl_ms (age cap, 0 = none).
-local P = {
-  max_att = tonumber(ARGV[1]),
-  dead_max = tonumber(ARGV[2]),
-  dead_ttl = tonumber(ARGV[3]),
-}
+-- dead_ttl_ms (age cap, 0 = none). bind_policy(ARGV) fills P at the start of a call.
+local P = {}
+
+local function bind_policy(args)
+  P.max_att = tonumber(args[1])
+  P.dead_max = tonumber(args[2])
+  P.dead_ttl = tonumber(args[3])
+end
 local TRIM_STEP = 100 -- dead letters dropped per call at most when a cap is exceeded
 
 local function drop_dead(ids)

@@ -7,8 +7,8 @@
 -- inc, seq and token all come from one counter (meta field seq), so none ever repeats.
 local BAND = 4398046511104 -- 2^42: (2000 bands) * 2^42 + seq stays below 2^53
 
-local function rec_get(id)
-  local s = redis.call('HGET', Q.items, id)
+-- Parse a record (s is false/nil when the id has none).
+local function rec_parse(id, s)
   if not s then
     return nil
   end
@@ -20,9 +20,16 @@ local function rec_get(id)
            att = tonumber(att), tok = tonumber(tok) }
 end
 
+local function rec_fmt(r)
+  return string.format('%d:%d:%d:%d:%d', r.inc, r.prio, r.seq, r.att, r.tok)
+end
+
+local function rec_get(id)
+  return rec_parse(id, redis.call('HGET', Q.items, id))
+end
+
 local function rec_put(id, r)
-  redis.call('HSET', Q.items, id,
-    string.format('%d:%d:%d:%d:%d', r.inc, r.prio, r.seq, r.att, r.tok))
+  redis.call('HSET', Q.items, id, rec_fmt(r))
 end
 
 local function pending_score(r)

@@ -12,19 +12,28 @@ local function take(n, lease_ms, now, out)
   local got = 0
   if n > 0 then
     local popped = redis.call('ZPOPMIN', Q.pending, n)
-    if #popped > 0 then
+    local m = #popped / 2
+    if m > 0 then
+      local ids = {}
+      for i = 1, m do
+        ids[i] = popped[2 * i - 1]
+      end
+      local recs = redis.call('HMGET', Q.items, unpack(ids))
+      local payloads = redis.call('HMGET', Q.data, unpack(ids))
       local deadline = fmt(now + lease_ms)
-      local tok = next_seq(#popped / 2)
-      for i = 1, #popped, 2 do
-        local id = popped[i]
-        local r = rec_get(id)
-        if r then
+      local tok = next_seq(m)
+      local records, leased = {}, {}
+      for i = 1, m do
+        local r = rec_parse(ids[i], recs[i])
+        if r then -- (an id without a record is a leftover: dropped)
           r.att = r.att + 1
           r.tok = tok
-          rec_put(id, r)
-          redis.call('ZADD', Q.leased, deadline, id)
-          out[#out + 1] = id
-          out[#out + 1] = redis.call('HGET', Q.data, id) or ''
+          records[#records + 1] = ids[i]
+          records[#records + 1] = rec_fmt(r)
+          leased[#leased + 1] = deadline
+          leased[#leased + 1] = ids[i]
+          out[#out + 1] = ids[i]
+          out[#out + 1] = payloads[i] or ''
           out[#out + 1] = r.att
           out[#out + 1] = fmt(r.inc)
           out[#out + 1] = fmt(tok)
@@ -32,7 +41,11 @@ local function take(n, lease_ms, now, out)
         end
         tok = tok + 1
       end
-      count('leased', got)
+      if got > 0 then
+        redis.call('HSET', Q.items, unpack(records))
+        redis.call('ZADD', Q.leased, unpack(leased))
+        count('leased', got)
+      end
     end
   end
   wake_sync()
