@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import random
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,30 +34,44 @@ class FailOutcome(enum.StrEnum):
         return self is not FailOutcome.STALE
 
 
+def token_of(item_id: str, inc: int, lease_no: int) -> str:
+    """A lease token: incarnation, lease number and a checksum of the id it belongs to."""
+    return f"{inc}.{lease_no}.{zlib.crc32(item_id.encode('utf-8')):08x}"
+
+
 class Lease:
     """A leased item: its id, payload, attempt number and the token that fences it.
 
-    ``deadline_ms`` is on the server's clock. ``data`` is decoded on first access (a payload
-    that cannot be decoded raises :class:`~leaseq.errors.SerializationError` there, so a worker
-    can fail the item instead of losing it).
+    ``token`` names the item's incarnation and this lease (``"<inc>.<lease>.<crc of id>"``): pass
+    it, with the id, to finish the item from another process. ``deadline_ms`` is on the server's
+    clock. ``data`` is decoded on first access (a payload that cannot be decoded raises
+    :class:`~leaseq.errors.SerializationError` there, so a worker can fail the item instead of
+    losing it).
     """
 
-    __slots__ = ("_codec", "_data", "attempt", "deadline_ms", "id", "payload", "queue", "token")
+    __slots__ = ("_codec", "_data", "attempt", "deadline_ms", "id", "inc", "lease_no",
+                 "payload", "queue")
 
     _MISSING: Any = object()
 
     def __init__(
-        self, queue: str, id: str, payload: bytes, attempt: int, token: str,
+        self, queue: str, id: str, payload: bytes, attempt: int, inc: int, lease_no: int,
         deadline_ms: int, codec: Codec,
     ) -> None:
         self.queue = queue
         self.id = id
         self.payload = payload
         self.attempt = attempt
-        self.token = token
+        self.inc = inc
+        self.lease_no = lease_no
         self.deadline_ms = deadline_ms
         self._codec = codec
         self._data: Any = Lease._MISSING
+
+    @property
+    def token(self) -> str:
+        """The lease token (see the class docstring)."""
+        return token_of(self.id, self.inc, self.lease_no)
 
     @property
     def data(self) -> Any:

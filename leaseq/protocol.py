@@ -29,6 +29,7 @@ from .models import (
     Peeked,
     State,
     Stats,
+    token_of,
 )
 from .scripts import Arg
 
@@ -97,8 +98,8 @@ def _i(value: Any) -> int:
 # ---------------------------------------------------------------------------------- tokens
 
 def make_token(item_id: str, inc: int | str, tok: int | str) -> str:
-    """A lease token: incarnation, lease number and a checksum of the id it belongs to."""
-    return f"{inc}.{tok}.{zlib.crc32(item_id.encode('utf-8')):08x}"
+    """The token of lease ``tok`` of incarnation ``inc`` of ``item_id``."""
+    return token_of(item_id, int(inc), int(tok))
 
 
 Target = tuple[str, int, int]  # (id, incarnation or 0, token or 0)
@@ -107,7 +108,9 @@ Target = tuple[str, int, int]  # (id, incarnation or 0, token or 0)
 def target(lease: Lease | str, token: str | None = None) -> Target:
     """The (id, inc, tok) a finishing call names; a bare id means any incarnation, no token."""
     if isinstance(lease, Lease):
-        item_id, token = lease.id, lease.token
+        if token is None:
+            return (lease.id, lease.inc, lease.lease_no)
+        item_id = lease.id
     else:
         item_id = validate_id(lease)
     if token is None:
@@ -187,9 +190,8 @@ def _parse_leased(cfg: Config, reply: Sequence[Any], start: int) -> Leased:
     items = []
     for i in range(start + 3, len(reply), 5):
         item_id = reply[i].decode("utf-8")
-        items.append(Lease(name, item_id, reply[i + 1], int(reply[i + 2]),
-                           make_token(item_id, reply[i + 3].decode(), reply[i + 4].decode()),
-                           deadline, codec))
+        items.append(Lease(name, item_id, reply[i + 1], int(reply[i + 2]), int(reply[i + 3]),
+                           int(reply[i + 4]), deadline, codec))
     return Leased(items, now, next_due)
 
 
