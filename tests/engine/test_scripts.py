@@ -16,7 +16,7 @@ was written, plus delta: usable in seeds and, meaning the very same number, in e
 
 Dump values: HASH -> {field: value} with decimal strings as int; ZSET -> {member: score} (int
 when whole); STRING -> (value, pttl) matched by :class:`Result`. Non-string keys must not have a
-TTL.
+TTL, except ``acked``, which expires one ack window after the last call that wrote to it.
 """
 
 from __future__ import annotations
@@ -130,6 +130,9 @@ def _resolve_rel(value: Any, t_seed: int) -> Any:
     return value
 
 
+ACK_WINDOW_MS = 60_000
+
+
 def seed(client: Any, keys: QueueKeys, content: dict[str, Any]) -> int:
     """Write ``content`` ({key suffix: value}) as the queue's keys; returns the seed time."""
     t_seed = wall_ms()
@@ -142,6 +145,8 @@ def seed(client: Any, keys: QueueKeys, content: dict[str, Any]) -> int:
         elif suffix in ZSETS:
             assert value, f"empty zset {suffix} cannot be seeded"
             client.zadd(key, value)
+            if suffix == "acked":
+                client.pexpire(key, ACK_WINDOW_MS)
         elif suffix.startswith("result:") and isinstance(value, Result):
             client.set(key, value.value, px=value.ttl)
         else:
@@ -171,7 +176,10 @@ def dump(client: Any, keys: QueueKeys) -> dict[str, Any]:
         if kind == "string":
             out[suffix] = (client.get(key), pttl)
             continue
-        assert pttl == -1, f"{key} has a TTL ({pttl} ms)"
+        if suffix == "acked":  # expires a window after the last finishing call
+            assert 0 < pttl <= ACK_WINDOW_MS, f"{key} should expire within the ack window"
+        else:
+            assert pttl == -1, f"{key} has a TTL ({pttl} ms)"
         if kind == "hash":
             out[suffix] = {f: _num(v) for f, v in client.hgetall(key).items()}
         elif kind == "zset":

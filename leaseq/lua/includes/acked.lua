@@ -17,8 +17,11 @@ local function ack_seen(kind, tok, now)
   return at ~= false and tonumber(at) >= now - ACK_WINDOW
 end
 
+-- Drop what is older than the window; the whole key expires a window after the last write,
+-- so an idle queue keeps nothing of its finished leases.
 local function ack_trim(now)
   redis.call('ZREMRANGEBYSCORE', Q.acked, '-inf', fmt(now - ACK_WINDOW))
+  redis.call('PEXPIRE', Q.acked, ACK_WINDOW)
   local excess = redis.call('ZCARD', Q.acked) - ACK_MAX
   if excess > 0 then
     redis.call('ZREMRANGEBYRANK', Q.acked, 0, excess - 1)
