@@ -114,6 +114,10 @@ class QueueKeys:
         """Key of the kept result of ``item_id``."""
         return f"{PREFIX}:{{{self.name}}}:result:{item_id}"
 
+    def extra(self, part: str) -> str:
+        """A key of the queue's namespace for a facade's own bookkeeping (same hash tag)."""
+        return f"{PREFIX}:{{{self.name}}}:{part}"
+
     @property
     def all_fixed(self) -> tuple[str, ...]:
         """Every key of the queue except the per-item result keys."""

@@ -151,7 +151,8 @@ class Stats:
 
 @dataclass(frozen=True, slots=True)
 class Peeked:
-    """An item seen without leasing it."""
+    """An item seen without leasing it. ``score`` is the set's score: the pending order, the due
+    time, the lease deadline or the time of death (ms, server clock)."""
 
     id: str
     payload: bytes
@@ -159,11 +160,19 @@ class Peeked:
     priority: int
     score: float
     last_error: str | None
+    inc: int
+    lease_no: int
     codec: Codec = field(repr=False, compare=False)
 
     @property
     def data(self) -> Any:
         return self.codec.decode(self.payload)
+
+    @property
+    def token(self) -> str | None:
+        """The token of the item's latest lease (for a leased item: its current one), or None
+        if it was never leased. Lets an operator finish or fail a lease it does not hold."""
+        return token_of(self.id, self.inc, self.lease_no) if self.lease_no else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -350,7 +350,8 @@ def peek(cfg: Config, which: str, start: int, n: int) -> Call[tuple[int, list[Pe
 
     def parse(r: list[Any]) -> tuple[int, list[Peeked]]:
         rows = [Peeked(r[i].decode("utf-8"), r[i + 1], int(r[i + 2]), int(r[i + 3]),
-                       float(r[i + 4]), _s(r[i + 5]), cfg.codec) for i in range(1, len(r), 6)]
+                       float(r[i + 4]), _s(r[i + 5]), int(r[i + 6]), int(r[i + 7]), cfg.codec)
+                for i in range(1, len(r), 8)]
         return int(r[0]), rows
 
     return Call("peek", cfg.keys.all_fixed, [which, start, count(n)], parse)

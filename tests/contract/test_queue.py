@@ -396,3 +396,15 @@ def test_scripts_reload_after_script_flush(make_queue: Any, face: Any) -> None:
         face.raw.script_flush()
     lease = q.lease(block=False)
     assert lease.data == "before" and q.complete(lease)
+
+
+def test_peeked_leases_carry_their_token(make_queue: Any) -> None:
+    q = make_queue()
+    q.add_many(["a", "b"])
+    held = q.lease(block=False)
+    (row,) = q.peek(5, which="leased")
+    assert row.id == held.id and row.token == held.token
+    assert q.peek(5)[0].token is None  # never leased
+    # an operator that does not hold the lease can still fail it, fenced by the token
+    assert q.fail(row.id, token=row.token, error="stuck", retry_in=0) is FailOutcome.RETRIED
+    assert q.extend(held) is False

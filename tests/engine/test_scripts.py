@@ -1012,32 +1012,32 @@ _PEEK: dict[str, Any] = {
     "wake": WAKE,
 }
 case(
-    "peek/pending in lease order, with attempts, priority, score, error",
+    "peek/pending in lease order, with attempts, priority, score, error, inc, token",
     _PEEK,
     "peek", ["pending", 0, 10],
-    [3, "b", "B", 0, 5, str(ps(5, 2)), None, "a", "A", 0, 0, str(ps(0, 1)), None,
-     "c", "C", 1, 0, str(ps(0, 3)), "boom"],
+    [3, "b", "B", 0, 5, str(ps(5, 2)), None, "2", "0", "a", "A", 0, 0, str(ps(0, 1)), None,
+     "1", "0", "c", "C", 1, 0, str(ps(0, 3)), "boom", "3", "8"],
     None,
 )
 case(
     "peek/delayed by due time, start and count",
     _PEEK,
     "peek", ["delayed", 1, 1],
-    [3, "y", "Y", 0, -1, str(FUTURE), None],
+    [3, "y", "Y", 0, -1, str(FUTURE), None, "5", "0"],
     None,
 )
 case(
     "peek/leased and dead",
     _PEEK,
     "peek", ["dead", 0, 5],
-    [1, "d", "D", 3, 0, str(PAST), "lease expired (attempt 3)"],
+    [1, "d", "D", 3, 0, str(PAST), "lease expired (attempt 3)", "8", "7"],
     None,
 )
 case(
     "peek/leased: score = deadline",
     _PEEK,
     "peek", ["leased", 0, 5],
-    [1, "l", "L", 1, 2, str(FUTURE), None],
+    [1, "l", "L", 1, 2, str(FUTURE), None, "7", "9"],
     None,
 )
 case(
