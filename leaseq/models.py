@@ -127,6 +127,7 @@ class ItemState:
     has_result: bool = False
     result: Any = None
     now_ms: int = 0
+    payload: bytes | None = None  # the stored payload while the item exists
 
 
 @dataclass(frozen=True, slots=True)

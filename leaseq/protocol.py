@@ -291,10 +291,29 @@ def fail(cfg: Config, items: Sequence[tuple[Target, str, int]]) -> Call[list[Fai
                 lambda reply: [FAIL_CODES.get(int(x), FailOutcome.STALE) for x in reply])
 
 
-def requeue(cfg: Config, items: Sequence[tuple[Target, int]]) -> Call[list[bool]]:
+class Keep:
+    """The default of ``requeue(data=...)``: keep the stored payload."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Any = Keep()
+Giveback = tuple[Target, int, bytes]  # target, delay ms, new payload (b"": keep)
+
+
+def giveback(cfg: Config, lease: Lease | str, token: str | None, delay: float,
+             data: Any = KEEP) -> Giveback:
+    """Validate one requeue: a Lease (or id and token) names that lease; a bare id names
+    whatever lease the item has now."""
+    payload = b"" if data is KEEP else cfg.codec.encode(data)
+    return (target(lease, token), ms(delay, "delay", zero=True), payload)
+
+
+def requeue(cfg: Config, items: Sequence[Giveback]) -> Call[list[bool]]:
     args: list[Arg] = [len(items)]
-    for t, delay_ms in items:
-        args += (*t, delay_ms)
+    for t, delay_ms, payload in items:
+        args += (*t, delay_ms, payload)
     return Call("requeue", cfg.keys.all_fixed, args, lambda reply: [x != 0 for x in reply])
 
 
@@ -322,6 +341,7 @@ def state(cfg: Config, item_id: str) -> Call[ItemState]:
             dead_since_ms=score if st is State.DEAD else None,
             last_error=_s(r[7]), has_result=r[8] == 1,
             result=cfg.codec.decode(r[9]) if r[8] == 1 else None, now_ms=int(r[0]),
+            payload=r[10] if len(r) > 10 and isinstance(r[10], bytes) else None,
         )
 
     keys = [*cfg.keys.all_fixed, cfg.keys.result(item_id)]

@@ -129,11 +129,13 @@ class Queue(QueueBase):
         one = P.failure(self.config, lease, token, error, retry_in)
         return self._do(P.fail(self.config, [one]))[0]
 
-    def requeue(self, lease: Lease | str, delay: float = 0, *,
-                token: str | None = None) -> bool:
-        """Give a leased item back (after ``delay`` seconds) without counting an attempt."""
-        t = P.fenced(lease, token)
-        return self._do(P.requeue(self.config, [(t, P.ms(delay, "delay", zero=True))]))[0]
+    def requeue(self, lease: Lease | str, delay: float = 0, *, token: str | None = None,
+                data: Any = P.KEEP) -> bool:
+        """Give a leased item back (after ``delay`` seconds, with a new payload if ``data`` is
+        given) without counting an attempt. A Lease (or id and token) is fenced: False once it
+        is not the item's current lease; a bare id gives back whatever lease the item has."""
+        one = P.giveback(self.config, lease, token, delay, data)
+        return self._do(P.requeue(self.config, [one]))[0]
 
     # ------------------------------------------------------------------------------ inspect
 

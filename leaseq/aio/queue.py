@@ -87,7 +87,7 @@ class Queue(QueueBase):
     def _give_back(self, got: P.Leased) -> None:
         """Leases taken for a caller that was cancelled meanwhile go straight back."""
         if got.items:
-            items = [(P.fenced(x), 0) for x in got.items]
+            items = [(P.fenced(x), 0, b"") for x in got.items]
             task = asyncio.ensure_future(self._do(P.requeue(self.config, items)))
             task.add_done_callback(lambda t: t.exception())
 
@@ -169,10 +169,10 @@ class Queue(QueueBase):
         one = P.failure(self.config, lease, token, error, retry_in)
         return await self._batches.submit("fail", one, lambda xs: P.fail(self.config, xs))
 
-    async def requeue(self, lease: Lease | str, delay: float = 0, *,
-                      token: str | None = None) -> bool:
+    async def requeue(self, lease: Lease | str, delay: float = 0, *, token: str | None = None,
+                      data: Any = P.KEEP) -> bool:
         """See :meth:`leaseq.Queue.requeue`."""
-        one = (P.fenced(lease, token), P.ms(delay, "delay", zero=True))
+        one = P.giveback(self.config, lease, token, delay, data)
         return await self._batches.submit("requeue", one, lambda xs: P.requeue(self.config, xs))
 
     # ------------------------------------------------------------------------------ inspect

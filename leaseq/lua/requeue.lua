@@ -1,11 +1,13 @@
 --[[ requeue: give current leases back without counting a failure.
 
 KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; uses meta, pending, delayed, leased,
-             items, acked, wake
-ARGV[1]      count of leases, then for each 4 values: id, inc, token, delay_ms (0 = ready now)
+             items, data, acked, wake
+ARGV[1]      count of leases, then for each 5 values: id, inc, token, delay_ms (0 = ready now),
+             payload (empty = keep the stored one; a stored payload is never empty)
 
-The attempt counted by the lease is taken back; the item goes to the back of its priority
-(a new sequence number), after delay_ms if given.
+inc/token 0 means "whatever lease the item has now" (it must be leased). The attempt counted by
+the lease is taken back; the item goes to the back of its priority (a new sequence number),
+after delay_ms if given, with the new payload if one is given.
 
 Returns one integer per lease: 1 requeued, 3 already finished by this same token, 0 refused.
 ]]
@@ -21,13 +23,22 @@ local now = now_ms()
 local out = {}
 local requeued, ready = 0, false
 for i = 0, count_items - 1 do
-  local base = 2 + i * 4
+  local base = 2 + i * 5
   local id = ARGV[base]
-  local tok = tonumber(ARGV[base + 2])
-  local r = current_lease(id, tonumber(ARGV[base + 1]), tok)
+  local inc, tok = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
+  local r
+  if inc == 0 then
+    r = rec_get(id)
+    if r and not redis.call('ZSCORE', Q.leased, id) then r = nil end
+  else
+    r = current_lease(id, inc, tok)
+  end
   if r then
     redis.call('ZREM', Q.leased, id)
-    ack_record('f', tok, now)
+    if tok > 0 then ack_record('f', tok, now) end
+    if ARGV[base + 4] ~= '' then
+      redis.call('HSET', Q.data, id, ARGV[base + 4])
+    end
     r.att = math.max(r.att - 1, 0)
     r.seq = next_seq(1)
     rec_put(id, r)

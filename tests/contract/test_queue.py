@@ -408,3 +408,18 @@ def test_peeked_leases_carry_their_token(make_queue: Any) -> None:
     # an operator that does not hold the lease can still fail it, fenced by the token
     assert q.fail(row.id, token=row.token, error="stuck", retry_in=0) is FailOutcome.RETRIED
     assert q.extend(held) is False
+
+
+def test_requeue_can_replace_the_payload_and_take_a_bare_id(make_queue: Any) -> None:
+    q = make_queue()
+    q.add({"step": 1}, id="job")
+    lease = q.lease(block=False)
+    assert q.requeue(lease, data={"step": 2})
+    st = q.state("job")
+    assert st.state is State.PENDING and st.payload is not None
+    again = q.lease(block=False)
+    assert again.data == {"step": 2} and again.attempt == 1
+    assert q.requeue("job")  # a bare id gives back whatever lease the item has
+    assert q.requeue("job") is False  # not leased any more
+    assert q.extend(again) is False
+    assert q.lease(block=False).data == {"step": 2}

@@ -864,7 +864,7 @@ _RQ: dict[str, Any] = {
 case(
     "requeue/attempt taken back, new seq (back of its priority), pending",
     _RQ,
-    "requeue", [1, "a", 1, 5, 0],
+    "requeue", [1, "a", 1, 5, 0, ""],
     [1],
     {**_RQ, "meta": meta(seq=7, requeued=1), "leased": None,
      "pending": {"b": ps(2, 3), "a": ps(2, 7)},
@@ -874,7 +874,7 @@ case(
     "requeue/with delay -> delayed at now+delay, wakes (new earliest)",
     {**_RQ, "pending": None, "wake": None, "items": {"a": rec(1, 2, 1, 1, 5)},
      "data": {"a": "A"}},
-    "requeue", [1, "a", 1, 5, 10_000],
+    "requeue", [1, "a", 1, 5, 10_000, ""],
     [1],
     {"meta": meta(seq=7, requeued=1), "delayed": {"a": At(10_000)},
      "items": {"a": rec(1, 2, 7, 0, 5)}, "data": {"a": "A"}, "errors": {"a": "boom"},
@@ -883,7 +883,7 @@ case(
 case(
     "requeue/stale token -> 0",
     {**_RQ, "meta": meta(seq=9), "items": {"a": rec(1, 2, 1, 3, 9), "b": rec(3, 2, 3, 0, 0)}},
-    "requeue", [1, "a", 1, 5, 0],
+    "requeue", [1, "a", 1, 5, 0, ""],
     [0],
     None,
 )
@@ -891,14 +891,14 @@ case(
     "requeue/repeated by the same token -> 3",
     {**_RQ, "leased": None, "pending": {"b": ps(2, 3), "a": ps(2, 7)}, "meta": meta(seq=7),
      "items": {"a": rec(1, 2, 7, 1, 5), "b": rec(3, 2, 3, 0, 0)}, "acked": {"f5": Rel(-1000)}},
-    "requeue", [1, "a", 1, 5, 0],
+    "requeue", [1, "a", 1, 5, 0, ""],
     [3],
     None,
 )
 case(
     "requeue/no ABA: an old incarnation's lease -> 0",
     _REINCARNATED,
-    "requeue", [1, "a", 1, 5, 0],
+    "requeue", [1, "a", 1, 5, 0, ""],
     [0],
     None,
 )
@@ -947,7 +947,10 @@ case(
 
 
 def _state(item_id: str, seed_: dict[str, Any], reply: list[Any], what: str) -> None:
-    case(f"state/{what}", seed_, "state", [item_id], reply, None, results=(item_id,))
+    # the last reply element is the stored payload, while the item has a record
+    payload = seed_.get("data", {}).get(item_id) if item_id in seed_.get("items", {}) else None
+    case(f"state/{what}", seed_, "state", [item_id], [*reply, payload], None,
+         results=(item_id,))
 
 
 _state("a", _ALL, [T(), 1, 0, 0, "1", 0, "0", None, 0, None],
@@ -1257,7 +1260,7 @@ def test_no_aba_flow(server: Any, queue_name: str) -> None:
     step("extend", [60_000, 1, "a", 1, 2], [0])
     # token 2 finished "a" by completing it: a fail or requeue by it is stale, not a repeat
     step("fail", fail_args(("a", 1, 2, "boom", 0), max_att=1), [0])
-    step("requeue", [1, "a", 1, 2, 0], [0])
+    step("requeue", [1, "a", 1, 2, 0, ""], [0])
 
     after = dump(client, keys)
     assert lo - SLACK_MS <= after["acked"].pop("c2") <= hi + SLACK_MS
