@@ -91,6 +91,12 @@ class QueueKeys:
     errors: str
     acked: str
     wake: str
+    all_fixed: tuple[str, ...] = ()  # every key but the per-item result keys, in script order
+
+    def __post_init__(self) -> None:
+        fixed = (self.meta, self.pending, self.delayed, self.leased, self.dead, self.items,
+                 self.data, self.errors, self.acked, self.wake)
+        object.__setattr__(self, "all_fixed", fixed)
 
     @classmethod
     def of(cls, name: str) -> QueueKeys:
@@ -117,11 +123,3 @@ class QueueKeys:
     def extra(self, part: str) -> str:
         """A key of the queue's namespace for a facade's own bookkeeping (same hash tag)."""
         return f"{PREFIX}:{{{self.name}}}:{part}"
-
-    @property
-    def all_fixed(self) -> tuple[str, ...]:
-        """Every key of the queue except the per-item result keys."""
-        return (
-            self.meta, self.pending, self.delayed, self.leased, self.dead,
-            self.items, self.data, self.errors, self.acked, self.wake,
-        )

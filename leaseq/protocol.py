@@ -64,10 +64,13 @@ class Config:
     dead_ttl: float
     result_ttl: float
     unique_by_content: bool
+    policy: tuple[int, int, int] = (0, 0, 0)  # ARGV[1..3] of the scripts that dead-letter
+    lease_ms: int = 0  # the default lease in ms
 
-    @property
-    def policy(self) -> list[Arg]:
-        return [self.max_attempts, self.dead_max, ms(self.dead_ttl, "dead_ttl", zero=True)]
+    def __post_init__(self) -> None:
+        policy = (self.max_attempts, self.dead_max, ms(self.dead_ttl, "dead_ttl", zero=True))
+        object.__setattr__(self, "policy", policy)
+        object.__setattr__(self, "lease_ms", ms(self.lease, "lease"))
 
 
 def ms(seconds: object, what: str, *, zero: bool = False) -> int:
@@ -196,7 +199,7 @@ def _parse_leased(cfg: Config, reply: Sequence[Any], start: int) -> Leased:
 
 
 def lease(cfg: Config, n: int, seconds: float | None) -> Call[Leased]:
-    lease_ms = ms(cfg.lease if seconds is None else seconds, "lease")
+    lease_ms = cfg.lease_ms if seconds is None else ms(seconds, "lease")
     return Call("lease", cfg.keys.all_fixed, [*cfg.policy, count(n), lease_ms],
                 lambda reply: _parse_leased(cfg, reply, 0))
 
@@ -245,7 +248,7 @@ def done(cfg: Config, lease: Lease | str, token: str | None, result: Any,
 def complete(cfg: Config, items: Sequence[Done], next_n: int = 0,
              seconds: float | None = None) -> Call[tuple[list[bool], Leased | None]]:
     keys = list(cfg.keys.all_fixed)
-    lease_ms = ms(cfg.lease if seconds is None else seconds, "lease")
+    lease_ms = cfg.lease_ms if seconds is None else ms(seconds, "lease")
     args: list[Arg] = [*cfg.policy, next_n, lease_ms, len(items)]
     for (item_id, inc, tok), result, ttl in items:
         args += (item_id, inc, tok, result or b"", ttl if result is not None else 0)

@@ -68,7 +68,8 @@ class Queue(QueueBase):
                          timeout: float | None = None) -> list[Lease]:
         """See :meth:`leaseq.Queue.lease_many`."""
         P.count(n)
-        P.lease(self.config, 1, lease)  # validates the duration before anything is sent
+        if lease is not None:
+            P.ms(lease, "lease")  # refused before anything is sent
         end = P.deadline(timeout)
         while True:
             got = await self._batches.submit(
