@@ -33,7 +33,7 @@ BAND = 2**42
 LEASE = 10.5
 MAX_ATT = 3
 ACK_WINDOW = 60.0
-EXAMPLES = int(os.environ.get("LEASEQ_MODEL_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("LEASEQ_MODEL_EXAMPLES", "180"))
 STEPS = int(os.environ.get("LEASEQ_MODEL_STEPS", "70"))
 
 _server: ServerProcess | None = None

@@ -34,15 +34,24 @@ local function dead_letter(id, now, err)
   end
 end
 
--- Move due delayed items to pending (at most limit).
+-- Move due delayed items to pending (at most limit), a fixed number of commands for all.
 local function promote_due(now, limit)
   local due = redis.call('ZRANGEBYSCORE', Q.delayed, '-inf', fmt(now), 'LIMIT', 0, limit)
-  for _, id in ipairs(due) do
-    redis.call('ZREM', Q.delayed, id)
-    local r = rec_get(id)
+  if #due == 0 then
+    return 0
+  end
+  redis.call('ZREM', Q.delayed, unpack(due))
+  local recs = redis.call('HMGET', Q.items, unpack(due))
+  local ready = {}
+  for i, id in ipairs(due) do
+    local r = rec_parse(id, recs[i])
     if r then
-      redis.call('ZADD', Q.pending, pending_score(r), id)
+      ready[#ready + 1] = pending_score(r)
+      ready[#ready + 1] = id
     end
+  end
+  if #ready > 0 then
+    redis.call('ZADD', Q.pending, unpack(ready))
   end
   return #due
 end
@@ -50,20 +59,32 @@ end
 -- Take back leases whose deadline passed (at most limit). The attempt was counted when the
 -- item was leased, so an item that keeps killing its worker reaches max_attempts and is
 -- dead-lettered instead of looping forever. A reclaimed item keeps its place (its seq).
+-- A fixed number of commands for the whole batch, plus one dead_letter per poison item.
 local function reclaim_expired(now, limit)
   local gone = redis.call('ZRANGEBYSCORE', Q.leased, '-inf', fmt(now), 'LIMIT', 0, limit)
-  for _, id in ipairs(gone) do
-    redis.call('ZREM', Q.leased, id)
-    local r = rec_get(id)
+  if #gone == 0 then
+    return 0
+  end
+  redis.call('ZREM', Q.leased, unpack(gone))
+  local recs = redis.call('HMGET', Q.items, unpack(gone))
+  local ready, errors = {}, {}
+  for i, id in ipairs(gone) do
+    local r = rec_parse(id, recs[i])
     if r then
       local err = 'lease expired (attempt ' .. r.att .. ')'
       if P.max_att > 0 and r.att >= P.max_att then
         dead_letter(id, now, err)
       else
-        redis.call('HSET', Q.errors, id, err)
-        redis.call('ZADD', Q.pending, pending_score(r), id)
+        errors[#errors + 1] = id
+        errors[#errors + 1] = err
+        ready[#ready + 1] = pending_score(r)
+        ready[#ready + 1] = id
       end
     end
+  end
+  if #ready > 0 then
+    redis.call('HSET', Q.errors, unpack(errors))
+    redis.call('ZADD', Q.pending, unpack(ready))
   end
   count('expired', #gone)
   return #gone
