@@ -40,40 +40,36 @@ def _decodes(client: Any) -> bool:
     return bool(kwargs.get("decode_responses", False))
 
 
+def _bytes_client(client: Any, cluster: type, make: Any) -> Any:
+    """``client`` itself if it returns bytes, else a twin on a non-decoding pool."""
+    if not _decodes(client):
+        return client
+    if isinstance(client, cluster):
+        raise InvalidArgument("pass a RedisCluster created with decode_responses=False")
+    pool = client.connection_pool
+    kwargs = dict(pool.connection_kwargs, decode_responses=False)
+    return make(connection_pool=pool.__class__(connection_class=pool.connection_class,
+                                               **kwargs))
+
+
 def sync_client(client: Any = None, url: str | None = None) -> Any:
     """A sync client that returns bytes (payloads must round-trip exactly)."""
     if client is None:
         return redis.Redis.from_url(server_url(url))
     if isinstance(client, redis.asyncio.Redis | AsyncRedisCluster):
         raise InvalidArgument("leaseq.Queue needs a sync client; use leaseq.aio.Queue")
-    if not _decodes(client):
-        return client
-    if isinstance(client, RedisCluster):
-        raise InvalidArgument("pass a RedisCluster created with decode_responses=False")
-    kwargs = dict(client.connection_pool.connection_kwargs, decode_responses=False)
-    pool = client.connection_pool.__class__(
-        connection_class=client.connection_pool.connection_class, **kwargs
-    )
-    return redis.Redis(connection_pool=pool)
+    return _bytes_client(client, RedisCluster, redis.Redis)
 
 
 def async_client(client: Any = None, url: str | None = None) -> Any:
-    """An asyncio client that returns bytes."""
+    """An asyncio client that returns bytes (a ``ConnectionPool`` is accepted too)."""
     if client is None:
         return redis.asyncio.Redis.from_url(server_url(url))
     if isinstance(client, redis.asyncio.ConnectionPool):
         client = redis.asyncio.Redis(connection_pool=client)
     if isinstance(client, redis.Redis | RedisCluster):
         raise InvalidArgument("leaseq.aio.Queue needs an asyncio client; use leaseq.Queue")
-    if not _decodes(client):
-        return client
-    if isinstance(client, AsyncRedisCluster):
-        raise InvalidArgument("pass a RedisCluster created with decode_responses=False")
-    kwargs = dict(client.connection_pool.connection_kwargs, decode_responses=False)
-    pool = client.connection_pool.__class__(
-        connection_class=client.connection_pool.connection_class, **kwargs
-    )
-    return redis.asyncio.Redis(connection_pool=pool)
+    return _bytes_client(client, AsyncRedisCluster, redis.asyncio.Redis)
 
 
 def block_cap(client: Any, max_block: float) -> float:

@@ -6,19 +6,12 @@ ARGV[1]      mode: "ids" (ARGV[2...] are ids) or "all" (ARGV[2] = limit, oldest 
 Returns the number of dead letters deleted.
 ]]
 -- @include "queue_keys"
-local mode = ARGV[1]
 -- @include "clock"
 -- @include "record"
+-- @include "dead_select"
 bind_queue(KEYS)
 
-local ids = {}
-if mode == 'all' then
-  ids = redis.call('ZRANGE', Q.dead, 0, tonumber(ARGV[2]) - 1)
-else
-  for i = 2, #ARGV do
-    ids[#ids + 1] = ARGV[i]
-  end
-end
+local ids = dead_selection(ARGV)
 local gone = 0
 for _, id in ipairs(ids) do
   if redis.call('ZREM', Q.dead, id) == 1 then
