@@ -1,0 +1,337 @@
+"""The in-process worker against a real valkey: handlers, concurrency, heartbeat, lost leases,
+failures, timeouts and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from leaseq import Backoff, Lease, Queue, State
+from leaseq.server import ServerProcess
+from leaseq.worker import JobResult, Outcome, Retry, Worker, current
+
+
+@pytest.fixture
+def q(valkey_server: ServerProcess, queue_name: str) -> Any:
+    with Queue(queue_name, url=valkey_server.url) as queue:
+        yield queue
+
+
+async def work(worker: Worker, until: Callable[[], bool], timeout: float = 15.0) -> Any:
+    """Run ``worker`` until ``until()`` holds, then stop it gracefully."""
+    task = asyncio.create_task(worker.run())
+    end = time.monotonic() + timeout
+    while not until() and not task.done():
+        assert time.monotonic() < end, "timed out waiting for the worker"
+        await asyncio.sleep(0.02)
+    worker.stop()
+    return await asyncio.wait_for(task, 15.0)
+
+
+def results(into: list[JobResult]) -> Callable[[JobResult], None]:
+    return into.append
+
+
+def test_async_handler_completes_and_keeps_result(q: Queue, arun: Any) -> None:
+    ids = [q.add({"n": i}).id for i in range(30)]
+    done: list[JobResult] = []
+
+    async def handle(lease: Lease) -> int:
+        assert current().lease is lease
+        return int(lease.data["n"]) * 2
+
+    w = Worker(q.name, handle, url=q_url(q), concurrency=8, on_result=done.append)
+    counts = arun(work(w, lambda: len(done) == 30))
+    assert counts[Outcome.COMPLETED] == 30
+    assert q.state(ids[7]).result == 14
+    assert q.stats().counter("completed") == 30
+
+
+def q_url(q: Queue) -> str:
+    kw = q.client.connection_pool.connection_kwargs
+    return f"redis://{kw['host']}:{kw['port']}/0"
+
+
+def test_sync_handler_runs_on_threads_with_context(q: Queue, arun: Any) -> None:
+    for i in range(20):
+        q.add(i, id=f"s{i}")
+    threads: set[str] = set()
+    done: list[JobResult] = []
+
+    def handle(lease: Lease) -> int:
+        ctx = current()
+        assert ctx.lease.id == lease.id and not ctx.cancelled
+        threads.add(threading.current_thread().name)
+        time.sleep(0.01)
+        return int(lease.data) + 1
+
+    w = Worker(q.name, handle, url=q_url(q), concurrency=4, on_result=done.append)
+    arun(work(w, lambda: len(done) == 20))
+    assert {r.outcome for r in done} == {Outcome.COMPLETED}
+    assert threading.current_thread().name not in threads and 1 < len(threads) <= 4
+    assert q.state("s5").result == 6
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+def test_concurrency_is_honoured(q: Queue, arun: Any, kind: str) -> None:
+    q.add_many(range(40))
+    lock = threading.Lock()
+    now = peak = 0
+    done: list[JobResult] = []
+
+    def enter() -> None:
+        nonlocal now, peak
+        with lock:
+            now += 1
+            peak = max(peak, now)
+
+    def leave() -> None:
+        nonlocal now
+        with lock:
+            now -= 1
+
+    async def ahandle(lease: Lease) -> None:
+        enter()
+        await asyncio.sleep(0.03)
+        leave()
+
+    def shandle(lease: Lease) -> None:
+        enter()
+        time.sleep(0.03)
+        leave()
+
+    w = Worker(q.name, ahandle if kind == "async" else shandle, url=q_url(q), concurrency=5,
+               on_result=done.append)
+    arun(work(w, lambda: len(done) == 40))
+    assert peak == 5 and w.max_in_flight == 5
+
+
+def test_heartbeat_keeps_a_long_job_leased(q: Queue, arun: Any) -> None:
+    q.add("long", id="long")
+    runs: list[int] = []
+    stolen: list[Lease] = []
+    stop = threading.Event()
+
+    def thief() -> None:  # tries to take the item while the worker holds it
+        with Queue(q.name, url=q_url(q)) as other:
+            while not stop.is_set():
+                got = other.lease(block=False, lease=5)
+                if got is not None:
+                    stolen.append(got)
+                time.sleep(0.05)
+
+    t = threading.Thread(target=thief)
+
+    async def handle(lease: Lease) -> str:
+        runs.append(lease.attempt)
+        t.start()
+        await asyncio.sleep(2.0)  # four times the lease
+        return "ok"
+
+    done: list[JobResult] = []
+    try:
+        w = Worker(q.name, handle, url=q_url(q), lease=0.5, on_result=done.append)
+        arun(work(w, lambda: len(done) == 1))
+    finally:
+        stop.set()
+        if t.is_alive():
+            t.join()
+    assert runs == [1] and stolen == []
+    assert [r.outcome for r in done] == [Outcome.COMPLETED]
+    assert q.state("long").result == "ok"
+    assert q.stats().counter("completed") == 1
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+def test_lost_lease_tells_the_handler_and_reports_nothing(q: Queue, arun: Any,
+                                                          kind: str) -> None:
+    q.add("x", id="victim")
+    seen: dict[str, Any] = {}
+    started = threading.Event()
+
+    async def ahandle(lease: Lease) -> str:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            seen["cancelled"], seen["lost"] = True, current().lost
+            raise
+        return "too late"
+
+    def shandle(lease: Lease) -> str:
+        started.set()
+        seen["cancelled"] = current().wait(30)
+        seen["lost"] = current().lost
+        return "too late"
+
+    done: list[JobResult] = []
+    w = Worker(q.name, ahandle if kind == "async" else shandle, url=q_url(q), lease=0.3,
+               on_result=done.append)
+
+    async def scenario() -> Any:
+        async def remove_when_started() -> None:
+            while not started.is_set():
+                await asyncio.sleep(0.01)
+            await asyncio.to_thread(q.remove, "victim")  # the lease is gone
+
+        remover = asyncio.create_task(remove_when_started())
+        counts = await work(w, lambda: len(done) == 1)
+        await remover
+        return counts
+
+    counts = arun(scenario())
+    assert seen == {"cancelled": True, "lost": True}
+    assert [r.outcome for r in done] == [Outcome.LOST]
+    assert counts[Outcome.COMPLETED] == 0 and q.stats().counter("completed") == 0
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+def test_graceful_shutdown_gives_back_unfinished_leases(q: Queue, arun: Any,
+                                                        kind: str) -> None:
+    ids = [q.add(i, id=f"g{i}").id for i in range(6)]
+    started: list[str] = []
+
+    async def ahandle(lease: Lease) -> None:
+        started.append(lease.id)
+        await asyncio.sleep(0.1 if lease.id == "g0" else 30)
+
+    def shandle(lease: Lease) -> None:
+        started.append(lease.id)
+        current().wait(0.1 if lease.id == "g0" else 30)
+
+    done: list[JobResult] = []
+    w = Worker(q.name, ahandle if kind == "async" else shandle, url=q_url(q), concurrency=3,
+               grace=0.5, on_result=done.append)
+    t0 = time.monotonic()
+    counts = arun(work(w, lambda: len(started) >= 3 and len(done) >= 1))
+    assert time.monotonic() - t0 < 5
+    # the two (or three) running ones, and any leased ahead of a free slot
+    assert counts[Outcome.COMPLETED] == 1 and counts[Outcome.REQUEUED] >= 2
+    for item_id in ids[1:]:
+        st = q.state(item_id)
+        assert st.state is State.PENDING and st.attempts == 0, st
+    assert q.stats().leased == 0
+
+
+def test_failures_retry_with_backoff_then_dead_letter(q: Queue, arun: Any,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    q.add("p", id="poison")
+    attempts: list[tuple[int, float]] = []
+
+    async def handle(lease: Lease) -> None:
+        attempts.append((lease.attempt, time.monotonic()))
+        raise ValueError(f"bad input on attempt {lease.attempt}")
+
+    done: list[JobResult] = []
+    w = Worker(q.name, handle, url=q_url(q), max_attempts=3,
+               backoff=Backoff(base=0.2, factor=2, jitter=0), on_result=done.append)
+    with caplog.at_level(logging.WARNING, logger="leaseq.worker"):
+        arun(work(w, lambda: len(done) == 3))
+    assert [a for a, _ in attempts] == [1, 2, 3]
+    assert attempts[1][1] - attempts[0][1] >= 0.18 and attempts[2][1] - attempts[1][1] >= 0.38
+    assert [r.outcome for r in done] == [Outcome.RETRIED, Outcome.RETRIED, Outcome.DEAD]
+    st = q.state("poison")
+    assert st.state is State.DEAD and st.attempts == 3
+    assert st.last_error is not None
+    assert st.last_error.startswith("ValueError: bad input on attempt 3")
+    assert "test_worker.py" in st.last_error and "in handle" in st.last_error
+    lines = [r.getMessage() for r in caplog.records if "job failed" in r.getMessage()]
+    assert len(lines) == 3
+    assert "id=poison attempt=3 outcome=dead" in lines[-1] and "bad input" in lines[-1]
+
+
+def test_retry_asks_for_a_delay(q: Queue, arun: Any) -> None:
+    q.add("r", id="r")
+    seen: list[float] = []
+
+    async def handle(lease: Lease) -> str:
+        seen.append(time.monotonic())
+        if lease.attempt == 1:
+            raise Retry(delay=0.6, reason="rate limited")
+        return "second time lucky"
+
+    done: list[JobResult] = []
+    w = Worker(q.name, handle, url=q_url(q), backoff=Backoff(base=30), on_result=done.append)
+    arun(work(w, lambda: len(done) == 2))
+    assert [r.outcome for r in done] == [Outcome.RETRIED, Outcome.COMPLETED]
+    assert done[0].error == "Retry: rate limited"
+    assert 0.55 <= seen[1] - seen[0] < 5
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+def test_job_timeout_fails_the_attempt(q: Queue, arun: Any, kind: str) -> None:
+    q.add("t", id="t")
+    flags: list[bool] = []
+
+    async def ahandle(lease: Lease) -> None:
+        await asyncio.sleep(30)
+
+    def shandle(lease: Lease) -> None:
+        flags.append(current().wait(30))  # returns early: the job was cancelled
+
+    done: list[JobResult] = []
+    w = Worker(q.name, ahandle if kind == "async" else shandle, url=q_url(q), max_attempts=1,
+               job_timeout=0.3, on_result=done.append)
+    t0 = time.monotonic()
+    arun(work(w, lambda: len(done) == 1 and (kind == "async" or bool(flags))))
+    assert time.monotonic() - t0 < 5
+    assert [r.outcome for r in done] == [Outcome.DEAD]
+    st = q.state("t")
+    assert st.state is State.DEAD and (st.last_error or "").startswith("timeout")
+    assert flags == ([] if kind == "async" else [True])
+
+
+def test_undecodable_result_fails_instead_of_completing(q: Queue, arun: Any) -> None:
+    q.add(1, id="r1")
+
+    async def handle(lease: Lease) -> object:
+        return {1, 2}  # a set is not JSON
+
+    done: list[JobResult] = []
+    w = Worker(q.name, handle, url=q_url(q), max_attempts=1, on_result=done.append)
+    arun(work(w, lambda: len(done) == 1))
+    assert done[0].outcome is Outcome.DEAD and "SerializationError" in (done[0].error or "")
+
+
+def test_idle_exit_stops_by_itself(q: Queue, arun: Any) -> None:
+    q.add_many(range(5))
+    w = Worker(q.name, _echo, url=q_url(q), idle_exit=0.3)
+    counts = arun(asyncio.wait_for(w.run(), 10))
+    assert counts[Outcome.COMPLETED] == 5
+
+
+async def _echo(lease: Lease) -> object:
+    return lease.data
+
+
+def test_bad_settings_are_refused() -> None:
+    from leaseq.errors import InvalidArgument
+
+    for kw in ({"concurrency": 0}, {"heartbeat": 1.5}, {"lease": -1}, {"job_timeout": 0},
+               {"prefetch": -1}):
+        with pytest.raises(InvalidArgument):
+            Worker("q", _echo, url="redis://127.0.0.1:1", **kw)
+    with pytest.raises(ImportError):
+        Worker("q", "no_such_module_xyz:f", url="redis://127.0.0.1:1")
+
+
+def test_server_down_is_retried_quietly_until_stopped(arun: Any,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    w = Worker("down", _echo, url="redis://127.0.0.1:1/0")
+
+    async def scenario() -> Any:
+        task = asyncio.create_task(w.run())
+        await asyncio.sleep(0.5)
+        w.stop()
+        return await asyncio.wait_for(task, 10)
+
+    with caplog.at_level(logging.WARNING, logger="leaseq.worker"):
+        counts = arun(scenario())
+    assert sum(counts.values()) == 0
+    assert any("cannot lease" in r.getMessage() for r in caplog.records)
