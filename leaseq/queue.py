@@ -110,6 +110,15 @@ class Queue(QueueBase):
         flags, got = self._do(P.complete(self.config, items, P.count(n), lease_for))
         return flags[0], got.items if got else []
 
+    def complete_many_and_lease(self, leases: Sequence[Lease | str], *, n: int,
+                                lease_for: float | None = None
+                                ) -> tuple[list[bool], list[Lease]]:
+        """:meth:`complete_many` (up to 1000) and a lease of up to ``n`` next items, in one
+        round trip (never blocks)."""
+        items = [P.done(self.config, x, None, None, None) for x in leases]
+        flags, got = self._do(P.complete(self.config, items, P.count(n), lease_for))
+        return flags, got.items if got else []
+
     def extend(self, lease: Lease | str, seconds: float | None = None, *,
                token: str | None = None) -> bool:
         """Move the lease's deadline to now + ``seconds`` (default: the queue's lease).

@@ -31,6 +31,7 @@ class Queue(QueueBase):
         self._batches = Coalescer(self._raw)
         self._waiters: set[asyncio.Event] = set()
         self._wake_task: asyncio.Task[None] | None = None
+        self._givebacks: set[asyncio.Future[list[bool]]] = set()
         return c
 
     async def _raw(self, call: P.Call[Any]) -> Any:
@@ -90,7 +91,9 @@ class Queue(QueueBase):
         if got.items:
             items = [(P.fenced(x), 0, b"") for x in got.items]
             task = asyncio.ensure_future(self._do(P.requeue(self.config, items)))
-            task.add_done_callback(lambda t: t.exception())
+            self._givebacks.add(task)
+            task.add_done_callback(self._givebacks.discard)
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def _wait(self, seconds: float) -> None:
         """Wait until the wake key is set (one wait per queue object) or ``seconds`` pass."""
@@ -147,6 +150,14 @@ class Queue(QueueBase):
         items = [P.done(self.config, lease, None, result, result_ttl)]
         flags, got = await self._do(P.complete(self.config, items, P.count(n), lease_for))
         return flags[0], got.items if got else []
+
+    async def complete_many_and_lease(self, leases: Sequence[Lease | str], *, n: int,
+                                      lease_for: float | None = None
+                                      ) -> tuple[list[bool], list[Lease]]:
+        """See :meth:`leaseq.Queue.complete_many_and_lease`."""
+        items = [P.done(self.config, x, None, None, None) for x in leases]
+        flags, got = await self._do(P.complete(self.config, items, P.count(n), lease_for))
+        return flags, got.items if got else []
 
     async def extend(self, lease: Lease | str, seconds: float | None = None, *,
                      token: str | None = None) -> bool:
@@ -248,6 +259,8 @@ class Queue(QueueBase):
         """Finish the calls already batched, stop waiting, close the connections this queue
         opened (a client passed in stays open)."""
         await self._batches.drain()
+        if self._givebacks:
+            await asyncio.gather(*self._givebacks, return_exceptions=True)
         if self._wake_task is not None:
             self._wake_task.cancel()
             await asyncio.gather(self._wake_task, return_exceptions=True)

@@ -423,3 +423,14 @@ def test_requeue_can_replace_the_payload_and_take_a_bare_id(make_queue: Any) -> 
     assert q.requeue("job") is False  # not leased any more
     assert q.extend(again) is False
     assert q.lease(block=False).data == {"step": 2}
+
+
+def test_complete_many_and_lease_in_one_call(make_queue: Any) -> None:
+    q = make_queue()
+    q.add_many(range(7))
+    first = q.lease_many(3, block=False)
+    flags, nxt = q.complete_many_and_lease(first, n=3)
+    assert flags == [True] * 3 and [x.data for x in nxt] == [3, 4, 5]
+    flags, nxt = q.complete_many_and_lease(nxt, n=3)
+    assert flags == [True] * 3 and [x.data for x in nxt] == [6]
+    assert q.stats().counter("completed") == 6
