@@ -40,12 +40,7 @@ for i = 0, count_items - 1 do
       out[#out + 1] = 2
     else
       redis.call('HSET', Q.errors, id, err)
-      if retry_ms > 0 then
-        delay_item(id, now + retry_ms)
-      else
-        redis.call('ZADD', Q.pending, pending_score(r), id)
-        ready = true
-      end
+      ready = put_back(id, r, now, retry_ms) or ready
       retried = retried + 1
       out[#out + 1] = 1
     end

@@ -42,13 +42,7 @@ for i = 0, count_items - 1 do
     r.att = math.max(r.att - 1, 0)
     r.seq = next_seq(1)
     rec_put(id, r)
-    local delay = tonumber(ARGV[base + 3])
-    if delay > 0 then
-      delay_item(id, now + delay)
-    else
-      redis.call('ZADD', Q.pending, pending_score(r), id)
-      ready = true
-    end
+    ready = put_back(id, r, now, tonumber(ARGV[base + 3])) or ready
     requeued = requeued + 1
     out[#out + 1] = 1
   elseif ack_seen('f', tok, now) then

@@ -31,3 +31,13 @@ local function delay_item(id, due)
     wake_one()
   end
 end
+
+-- Put an item back: delayed until now + delay_ms, or ready at once (then returns true).
+local function put_back(id, r, now, delay_ms)
+  if delay_ms > 0 then
+    delay_item(id, now + delay_ms)
+    return false
+  end
+  redis.call('ZADD', Q.pending, pending_score(r), id)
+  return true
+end
