@@ -15,6 +15,7 @@ from .errors import (
     LeaseqError,
     NotFound,
     PayloadTooLarge,
+    PermissionDenied,
     ScriptError,
     SerializationError,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "Peeked",
+    "PermissionDenied",
     "Queue",
     "ScriptError",
     "SerializationError",

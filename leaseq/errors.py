@@ -7,6 +7,11 @@ only place where codes are known.
 
 from __future__ import annotations
 
+import re
+
+# What servers append to an error raised inside a script: "script: <sha>, on @user_script:N."
+_SCRIPT_SUFFIX = re.compile(r"\s*script: (?:[0-9a-f]{40}, )?on @user_script:\d+\.?\s*$")
+
 
 class LeaseqError(Exception):
     """Base class of every error leaseq raises."""
@@ -40,6 +45,11 @@ class LeaseqConnectionError(LeaseqError, ConnectionError):
     """The server could not be reached or the connection broke; the cause is chained."""
 
 
+class PermissionDenied(LeaseqError, PermissionError):
+    """The server's ACL refused the call (a key outside the user's patterns, or a command the
+    user may not run, also inside a script). See docs/security.md for the ACL leaseq needs."""
+
+
 class ScriptError(LeaseqError):
     """A server-side script failed in a way leaseq did not expect (corrupt keys, wrong type)."""
 
@@ -67,12 +77,11 @@ def from_script_error(message: str) -> LeaseqError:
     WRONGTYPE on a corrupted key, an out-of-memory refusal...) becomes a :class:`ScriptError`
     whose message keeps the server's first line but none of the Lua traceback.
     """
-    text = message.strip()
+    text = _SCRIPT_SUFFIX.sub("", message.strip().splitlines()[0] if message.strip() else "")
     marker = text.find("LEASEQ ")
     if marker >= 0:
         code, _, detail = text[marker + len("LEASEQ ") :].partition(" ")
-        detail = detail.split(" script:", 1)[0].strip()
-        return SCRIPT_ERRORS.get(code, ScriptError)(detail or code)
-    first = text.splitlines()[0] if text else "script failed"
-    first = first.split(" script:", 1)[0]
-    return ScriptError(f"server refused a leaseq script: {first}")
+        return SCRIPT_ERRORS.get(code, ScriptError)(detail.strip() or code)
+    if "NOPERM" in text or "ACL failure" in text or "can't run this command" in text:
+        return PermissionDenied(f"the server's ACL refused a leaseq script: {text}")
+    return ScriptError(f"server refused a leaseq script: {text or 'script failed'}")

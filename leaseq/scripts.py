@@ -19,7 +19,7 @@ from typing import Any
 
 from redis import exceptions as rex
 
-from .errors import LeaseqConnectionError, LeaseqError, from_script_error
+from .errors import LeaseqConnectionError, LeaseqError, PermissionDenied, from_script_error
 
 _INCLUDE = re.compile(r'^--\s*@include\s+"([a-z_]+)"\s*$', re.MULTILINE)
 
@@ -67,8 +67,10 @@ def translate(exc: Exception) -> Exception:
     """Map a redis-py exception raised by a script call to leaseq's error tree."""
     if isinstance(exc, LeaseqError):
         return exc
-    if isinstance(exc, rex.ConnectionError | rex.TimeoutError):
-        err: LeaseqError = LeaseqConnectionError(f"lost the connection to the server: {exc}")
+    if isinstance(exc, rex.NoPermissionError):
+        err: LeaseqError = PermissionDenied(f"the server's ACL refused the call: {exc}")
+    elif isinstance(exc, rex.ConnectionError | rex.TimeoutError):
+        err = LeaseqConnectionError(f"lost the connection to the server: {exc}")
     elif isinstance(exc, rex.ResponseError):
         err = from_script_error(str(exc))
     elif isinstance(exc, rex.RedisError):
