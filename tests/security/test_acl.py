@@ -16,13 +16,50 @@ from leaseq import FailOutcome, State
 pytestmark = pytest.mark.parametrize("server", ["valkey", "redis"], indirect=True)
 
 
-SCRIPT_COMMANDS = ["+time", "+get", "+set", "+del", "+unlink", "+pexpire", "+hget", "+hmget", "+hset", "+hdel", "+hexists", "+hlen", "+hgetall", "+hincrby", "+zadd", "+zrem", "+zcard", "+zcount", "+zscore", "+zrange", "+zrangebyscore", "+zpopmin", "+zremrangebyscore", "+zremrangebyrank"]
+SCRIPT_COMMANDS = [
+    "+time",
+    "+get",
+    "+set",
+    "+del",
+    "+unlink",
+    "+pexpire",
+    "+hget",
+    "+hmget",
+    "+hset",
+    "+hdel",
+    "+hexists",
+    "+hlen",
+    "+hgetall",
+    "+hincrby",
+    "+zadd",
+    "+zrem",
+    "+zcard",
+    "+zcount",
+    "+zscore",
+    "+zrange",
+    "+zrangebyscore",
+    "+zpopmin",
+    "+zremrangebyscore",
+    "+zremrangebyrank",
+]
 
 
 def worker_acl(queue: str, user: str, password: str) -> list[str]:
     """The ACL SETUSER arguments of docs/security.md for a producer/worker of one queue."""
-    return [user, "reset", "on", f">{password}", f"~leaseq:{{{queue}}}:*", "resetchannels",
-            "-@all", "+evalsha", "+eval", "+bzpopmin", "+ping", *SCRIPT_COMMANDS]
+    return [
+        user,
+        "reset",
+        "on",
+        f">{password}",
+        f"~leaseq:{{{queue}}}:*",
+        "resetchannels",
+        "-@all",
+        "+evalsha",
+        "+eval",
+        "+bzpopmin",
+        "+ping",
+        *SCRIPT_COMMANDS,
+    ]
 
 
 def make_user(server: Any, queue: str, user: str) -> redis.Redis:
@@ -57,9 +94,11 @@ def test_every_operation_runs_under_the_queue_scoped_user(server: Any, queue_nam
     assert q.purge() >= 0
 
     async def aio() -> None:
-        ac = redis.asyncio.Redis(port=server.backend.port, username=client.connection_pool
-                                 .connection_kwargs["username"],
-                                 password=client.connection_pool.connection_kwargs["password"])
+        ac = redis.asyncio.Redis(
+            port=server.backend.port,
+            username=client.connection_pool.connection_kwargs["username"],
+            password=client.connection_pool.connection_kwargs["password"],
+        )
         aq = leaseq.aio.Queue(queue_name, ac)
         await aq.add("async")
         got = await aq.lease(timeout=1)
@@ -76,11 +115,13 @@ def test_scoped_user_cannot_touch_other_keys(server: Any, queue_name: str) -> No
     admin = server.client()
     admin.set("secret:thing", "s")
     admin.hset("leaseq:{other-queue}:meta", "seq", 1)
-    for call in (lambda: client.get("secret:thing"),
-                 lambda: client.keys("*"),
-                 lambda: client.hget("leaseq:{other-queue}:meta", "seq"),
-                 lambda: client.lpush(f"leaseq:{{{queue_name}}}:x", 1),  # not a granted command
-                 lambda: client.flushall()):
+    for call in (
+        lambda: client.get("secret:thing"),
+        lambda: client.keys("*"),
+        lambda: client.hget("leaseq:{other-queue}:meta", "seq"),
+        lambda: client.lpush(f"leaseq:{{{queue_name}}}:x", 1),  # not a granted command
+        lambda: client.flushall(),
+    ):
         with pytest.raises(redis.exceptions.NoPermissionError):
             call()
     with pytest.raises(leaseq.PermissionDenied):
