@@ -483,27 +483,27 @@ def _bounded_reclaim() -> None:
     data = {x: x.upper() for x in ids}
     after_items = dict(items, e00=rec(1, 0, 1, 2, 41))
     case(
-        "lease/reclaim is bounded to n+8 expired leases per call",
+        "lease/reclaim is bounded to n+2 expired leases per call",
         {"meta": meta(seq=40), "leased": {x: PAST + i for i, x in enumerate(ids)},
          "items": items, "data": data},
         "lease", lease_args(1),
         [T(), 0, T(LEASE), "e00", "E00", 2, "1", "41"],
-        {"meta": meta(seq=41, expired=9, leased=1),
-         "leased": {"e00": At(LEASE), **{x: PAST + i for i, x in enumerate(ids) if i >= 9}},
-         "pending": {x: ps(0, i + 1) for i, x in enumerate(ids) if 1 <= i <= 8},
+        {"meta": meta(seq=41, expired=3, leased=1),
+         "leased": {"e00": At(LEASE), **{x: PAST + i for i, x in enumerate(ids) if i >= 3}},
+         "pending": {x: ps(0, i + 1) for i, x in enumerate(ids) if 1 <= i <= 2},
          "items": after_items, "data": data,
-         "errors": {x: "lease expired (attempt 1)" for x in ids[:9]}, "wake": WAKE},
+         "errors": {x: "lease expired (attempt 1)" for x in ids[:3]}, "wake": WAKE},
     )
     fresh = {x: rec(i + 1, 0, i + 1, 0, 0) for i, x in enumerate(ids)}
     case(
-        "lease/promotion is bounded to n+8 due items per call",
+        "lease/promotion is bounded to n+2 due items per call",
         {"meta": meta(seq=12), "delayed": {x: PAST + i for i, x in enumerate(ids)},
          "items": fresh, "data": data},
         "lease", lease_args(1),
         [T(), 0, T(LEASE), "e00", "E00", 1, "1", "13"],
         {"meta": meta(seq=13, leased=1), "leased": {"e00": At(LEASE)},
-         "delayed": {x: PAST + i for i, x in enumerate(ids) if i >= 9},
-         "pending": {x: ps(0, i + 1) for i, x in enumerate(ids) if 1 <= i <= 8},
+         "delayed": {x: PAST + i for i, x in enumerate(ids) if i >= 3},
+         "pending": {x: ps(0, i + 1) for i, x in enumerate(ids) if 1 <= i <= 2},
          "items": dict(fresh, e00=rec(1, 0, 1, 1, 13)), "data": data, "wake": WAKE},
     )
 

@@ -172,7 +172,7 @@ class QueueMachine(RuleBasedStateMachine):
     # -------------------------------------------------------------------- consume
 
     def _take(self, n: int) -> list[tuple[str, int, int]]:
-        self.m.maintain(n + 8)
+        self.m.maintain(n + 2)
         order = self.m.pending_order()[:n]
         out = []
         if order:

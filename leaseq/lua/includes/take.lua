@@ -4,7 +4,7 @@
 -- Lease up to n ready items for lease_ms, appending 5 values per item to out:
 -- id, payload, attempts, inc, token. Due delayed items are promoted and expired leases
 -- reclaimed first (a bounded number, so the cost does not grow with the backlog).
-local MAINTAIN_EXTRA = 8
+local MAINTAIN_EXTRA = 2
 
 local function take(n, lease_ms, now, out)
   promote_due(now, n + MAINTAIN_EXTRA)
