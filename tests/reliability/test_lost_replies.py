@@ -1,0 +1,189 @@
+"""Connection faults from a TCP proxy of our own: a call reaches the server and runs, then the
+connection is cut before its reply gets back. What does the caller see, and is the queue still
+consistent? Run with redis-py's default retry (the call is re-sent) and with retries off."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+import leaseq
+from leaseq import FailOutcome, State
+from leaseq.scripts import script
+
+
+class CuttingProxy:
+    """Forwards 127.0.0.1:port to the server; when armed with a marker, the next request that
+    contains it is delivered, its reply is swallowed and both sides are closed."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = ("127.0.0.1", target_port)
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.marker: bytes | None = None
+        self.cuts = 0
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def arm(self, marker: bytes) -> None:
+        with self._lock:
+            self.marker = marker
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            state = {"cut_next_reply": False}
+            threading.Thread(target=self._up, args=(client, server, state), daemon=True).start()
+            threading.Thread(target=self._down, args=(server, client, state),
+                             daemon=True).start()
+
+    def _up(self, client: socket.socket, server: socket.socket, state: dict[str, bool]) -> None:
+        try:
+            while data := client.recv(65536):
+                with self._lock:
+                    if self.marker is not None and self.marker in data:
+                        self.marker = None
+                        state["cut_next_reply"] = True
+                server.sendall(data)
+        except OSError:
+            pass
+
+    def _down(self, server: socket.socket, client: socket.socket,
+              state: dict[str, bool]) -> None:
+        try:
+            while data := server.recv(65536):
+                if state["cut_next_reply"]:  # the call ran; its reply is lost
+                    self.cuts += 1
+                    break
+                client.sendall(data)
+        except OSError:
+            pass
+        for s in (client, server):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def proxy(valkey_server: Any) -> Iterator[CuttingProxy]:
+    # Cache every script first, so the armed EVALSHA runs at once (a NOSCRIPT reply being
+    # cut would test nothing).
+    admin = valkey_server.client()
+    for name in ("add", "lease", "complete", "fail", "requeue", "extend", "state", "stats"):
+        admin.script_load(script(name).source)
+    p = CuttingProxy(valkey_server.port)
+    yield p
+    p.close()
+
+
+def queue(proxy: CuttingProxy, name: str, retry: bool, **kw: Any) -> leaseq.Queue:
+    policy = Retry(NoBackoff(), 3) if retry else Retry(NoBackoff(), 0)
+    client = redis.Redis(port=proxy.port, retry=policy, socket_timeout=5)
+    return leaseq.Queue(name, client, **kw)
+
+
+def marker(name: str) -> bytes:
+    return script(name).sha.encode()
+
+
+def consistent(q: leaseq.Queue) -> None:
+    """No item is in two places, and every recorded item is in one."""
+    raw = q.client
+    k = q.config.keys
+    sets = [set(raw.zrange(key, 0, -1)) for key in (k.pending, k.delayed, k.leased, k.dead)]
+    for i, a in enumerate(sets):
+        for b in sets[i + 1 :]:
+            assert not a & b
+    assert set().union(*sets) == set(raw.hkeys(k.items))
+
+
+@pytest.mark.parametrize("retry", [True, False], ids=["client-retries", "no-retry"])
+def test_complete_whose_reply_is_lost(proxy: CuttingProxy, queue_name: str, retry: bool) -> None:
+    q = queue(proxy, queue_name, retry)
+    q.add("x", id="job")
+    lease = q.lease(block=False)
+    proxy.arm(marker("complete"))
+    if retry:
+        assert q.complete(lease) is True  # the repeat is recognised by its token
+    else:
+        with pytest.raises(leaseq.LeaseqConnectionError):
+            q.complete(lease)
+        assert q.state("job").state is State.UNKNOWN  # it did complete
+        assert q.complete(lease) is True  # and asking again says so
+    assert proxy.cuts == 1
+    assert q.stats().counter("completed") == 1
+    consistent(q)
+
+
+@pytest.mark.parametrize("retry", [True, False], ids=["client-retries", "no-retry"])
+def test_fail_whose_reply_is_lost(proxy: CuttingProxy, queue_name: str, retry: bool) -> None:
+    q = queue(proxy, queue_name, retry, max_attempts=5)
+    q.add("x", id="job")
+    lease = q.lease(block=False)
+    proxy.arm(marker("fail"))
+    if retry:
+        assert q.fail(lease, error="boom", retry_in=0) is FailOutcome.REPEATED
+    else:
+        with pytest.raises(leaseq.LeaseqConnectionError):
+            q.fail(lease, error="boom", retry_in=0)
+    st = q.state("job")
+    assert st.state is State.PENDING and st.last_error == "boom"
+    s = q.stats()
+    assert (s.counter("failed"), s.counter("retried")) == (1, 1)  # counted once
+    consistent(q)
+
+
+@pytest.mark.parametrize("retry", [True, False], ids=["client-retries", "no-retry"])
+def test_add_whose_reply_is_lost(proxy: CuttingProxy, queue_name: str, retry: bool) -> None:
+    q = queue(proxy, queue_name, retry)
+    proxy.arm(marker("add"))
+    if retry:
+        got = q.add("generated id")  # the id is part of the call: its repeat is recognised
+        assert got.added
+        proxy.arm(marker("add"))
+        mine = q.add("mine", id="given")  # a given id: the repeat finds it ("already there")
+        assert not mine.added and mine.state is State.PENDING
+    else:
+        with pytest.raises(leaseq.LeaseqConnectionError):
+            q.add("generated id")
+    s = q.stats()
+    assert s.pending == s.counter("added") == (2 if retry else 1)  # each added once
+    consistent(q)
+
+
+@pytest.mark.parametrize("retry", [True, False], ids=["client-retries", "no-retry"])
+def test_lease_whose_reply_is_lost(proxy: CuttingProxy, queue_name: str, retry: bool) -> None:
+    q = queue(proxy, queue_name, retry, lease=1)
+    q.add_many([leaseq.Item("a", id="a"), leaseq.Item("b", id="b")])
+    proxy.arm(marker("lease"))
+    if retry:
+        got = q.lease(block=False)
+        assert got is not None and got.id == "b"  # "a" went to the lost reply
+    else:
+        with pytest.raises(leaseq.LeaseqConnectionError):
+            q.lease(block=False)
+        assert q.lease(block=False).id == "b"
+    assert q.state("a").state is State.LEASED
+    consistent(q)
+    back = q.lease(timeout=3)  # the lost lease runs out and "a" comes back, attempt counted
+    assert back is not None and back.id == "a" and back.attempt == 2
+    consistent(q)
