@@ -4,6 +4,7 @@ consistent? Run with redis-py's default retry (the call is re-sent) and with ret
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -73,10 +74,8 @@ class CuttingProxy:
         except OSError:
             pass
         for s in (client, server):
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             s.close()
 
     def close(self) -> None:
