@@ -6,9 +6,7 @@ Every test runs on Valkey 9 and on Redis 7 (``srv``), with keys under a per-test
 
 from __future__ import annotations
 
-import contextlib
 import random
-import socket
 import threading
 import time
 import uuid
@@ -23,6 +21,7 @@ from redis.retry import Retry
 
 from leaseq.compat.redis_work_queue import Item, KeyPrefix, WorkQueue
 from leaseq.errors import InvalidArgument, LeaseqConnectionError
+from tests.faults import CuttingProxy
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -778,65 +777,21 @@ def test_deep_clean_pattern_is_escaped_and_type_checked(db: redis.Redis, queue_n
 # -- a lost reply is not retried into a wrong answer ----------------------------------------
 
 
-class _DropReplyProxy:
-    """A TCP proxy to the server that, when armed, cuts the connection instead of forwarding
-    the next reply (the command did run)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.armed = threading.Event()
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.closed:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, replies: bool) -> None:
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                if replies and self.armed.is_set():
-                    self.armed.clear()
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
-
-    def close(self) -> None:
-        self.closed = True
-        self.listener.close()
-
-
 def test_lost_reply_raises_instead_of_a_wrong_false(
     srv: Any, clients: Callable[..., redis.Redis], wq: WorkQueue, queue_name: str
 ) -> None:
-    proxy = _DropReplyProxy(srv.host, srv.port)
+    proxy = CuttingProxy(srv.port, srv.host)
     try:
         db = clients(host="127.0.0.1", port=proxy.port, retry=Retry(NoBackoff(), 3))
         warm, item = Item(b"warm"), Item(b"job")
         wq.add_item(db, warm)  # loads the scripts, so no NOSCRIPT reply is the one dropped
         wq.complete(db, warm)
-        proxy.armed.set()
+        proxy.arm()
         with pytest.raises(LeaseqConnectionError, match="may or may not"):
             wq.add_item(db, item)
         assert wq.queue_len(db) == 1  # it did run, once
         wq.lease(db, 5, block=False)
-        proxy.armed.set()
+        proxy.arm()
         with pytest.raises(LeaseqConnectionError, match="may or may not"):
             wq.complete(db, item)
         assert layout(db, queue_name) == {}  # it did complete
