@@ -15,6 +15,7 @@ from .. import protocol as P
 from .. import scripts
 from ..base import CHUNK, QueueBase
 from ..connection import async_client, block_cap
+from ..errors import LeaseqError
 from ..models import AddResult, FailOutcome, ItemState, Lease, Peeked, Stats
 from .coalesce import Coalescer
 
@@ -125,7 +126,10 @@ class Queue(QueueBase):
                     for event in self._waiters:
                         event.set()
                 else:  # nobody to hand the wake-up to: leave it for another process
-                    await self._do(P.resync(self.config))
+                    try:
+                        await self._do(P.resync(self.config))
+                    except LeaseqError:
+                        return  # the next lease sets the wake key again anyway
 
     async def complete(self, lease: Lease | str, *, token: str | None = None,
                        result: Any = None, result_ttl: float | None = None) -> bool:
