@@ -71,11 +71,11 @@ def run(items: int, workers: int, worker_kills: int, server_kills: int, lease: f
 
         procs = [spawn() for _ in range(workers)]
         admin = leaseq.Queue(name, server.client())
-        # kills in random order, spread over the run (about 1,500 items/s here), then a
+        # kills in random order, spread over the run (4-6k items/s here), then a
         # watch until the queue is drained
         events = ["w"] * worker_kills + ["s"] * server_kills
         rng.shuffle(events)
-        gap = max(0.1, items / 1500 / max(1, len(events) + 1))
+        gap = max(0.1, items / 8000 / max(1, len(events) + 1))
         done_kills = Counter[str]()
         while time.monotonic() - started < timeout:
             time.sleep(rng.uniform(0.5, 1.5) * gap if events else 0.2)
