@@ -122,3 +122,36 @@ def test_lease_whose_reply_is_lost(proxy: CuttingProxy, queue_name: str, retry: 
     back = q.lease(timeout=3)  # the lost lease runs out and "a" comes back, attempt counted
     assert back is not None and back.id == "a" and back.attempt == 2
     consistent(q)
+
+
+@pytest.mark.parametrize("moment", ["before", "mid"])
+@pytest.mark.parametrize("retry", [True, False], ids=["client-retries", "no-retry"])
+def test_complete_cut_before_sending_or_mid_reply(proxy: CuttingProxy, queue_name: str,
+                                                  retry: bool, moment: Any) -> None:
+    q = queue(proxy, queue_name, retry)
+    q.add("x", id="job")
+    lease = q.lease(block=False)
+    proxy.arm(marker("complete"), moment)
+    if retry:
+        assert q.complete(lease) is True  # sent again: it runs (before) or is recognised (mid)
+    else:
+        with pytest.raises(leaseq.LeaseqConnectionError):
+            q.complete(lease)
+        expected = State.LEASED if moment == "before" else State.UNKNOWN
+        assert q.state("job").state is expected  # never ran / ran
+        assert q.complete(lease) is True  # either way, asking again is right
+    assert proxy.cuts == 1
+    assert q.stats().counter("completed") == 1
+    consistent(q)
+
+
+@pytest.mark.parametrize("moment", ["before", "mid"])
+def test_add_many_cut_before_sending_or_mid_reply(proxy: CuttingProxy, queue_name: str,
+                                                  moment: Any) -> None:
+    q = queue(proxy, queue_name, True)
+    proxy.arm(marker("add"), moment)
+    got = q.add_many(["a", "b", "c"])
+    assert [r.added for r in got] == [True, True, True]
+    s = q.stats()
+    assert s.pending == s.counter("added") == 3
+    consistent(q)
