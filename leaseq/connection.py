@@ -9,11 +9,23 @@ from typing import Any
 import redis
 import redis.asyncio
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import RedisCluster
+from redis.retry import Retry
 
 from .errors import InvalidArgument, LeaseqConnectionError
 
 ENV_URL = "LEASEQ_URL"
+
+
+# The retry policy of the clients leaseq opens from a URL (redis-py's ``from_url`` sets none):
+# every leaseq call is safe to repeat after a connection error (docs/guarantees.md).
+RETRIES = 3
+
+
+def _backoff() -> ExponentialWithJitterBackoff:
+    return ExponentialWithJitterBackoff(base=0.01, cap=0.5)
 
 
 def server_url(url: str | None = None) -> str:
@@ -55,7 +67,7 @@ def _bytes_client(client: Any, cluster: type, make: Any) -> Any:
 def sync_client(client: Any = None, url: str | None = None) -> Any:
     """A sync client that returns bytes (payloads must round-trip exactly)."""
     if client is None:
-        return redis.Redis.from_url(server_url(url))
+        return redis.Redis.from_url(server_url(url), retry=Retry(_backoff(), RETRIES))
     if isinstance(client, redis.asyncio.Redis | AsyncRedisCluster):
         raise InvalidArgument("leaseq.Queue needs a sync client; use leaseq.aio.Queue")
     return _bytes_client(client, RedisCluster, redis.Redis)
@@ -64,7 +76,8 @@ def sync_client(client: Any = None, url: str | None = None) -> Any:
 def async_client(client: Any = None, url: str | None = None) -> Any:
     """An asyncio client that returns bytes (a ``ConnectionPool`` is accepted too)."""
     if client is None:
-        return redis.asyncio.Redis.from_url(server_url(url))
+        return redis.asyncio.Redis.from_url(
+            server_url(url), retry=AsyncRetry(_backoff(), RETRIES))
     if isinstance(client, redis.asyncio.ConnectionPool):
         client = redis.asyncio.Redis(connection_pool=client)
     if isinstance(client, redis.Redis | RedisCluster):

@@ -10,6 +10,7 @@ from . import scripts
 from .base import CHUNK, QueueBase
 from .connection import block_cap, sync_client
 from .models import AddResult, FailOutcome, ItemState, Lease, Peeked, Stats
+from .transport import Channel
 
 T = TypeVar("T")
 
@@ -25,10 +26,11 @@ class Queue(QueueBase):
     def _connect(self, client: Any, url: str | None) -> Any:
         c = sync_client(client, url)
         self._max_block_cap = block_cap(c, 2.0)
+        self._chan = Channel(c)
         return c
 
     def _do(self, call: P.Call[T]) -> T:
-        return call.parse(scripts.run(self.client, call.script, call.keys, call.args))
+        return call.parse(self._chan.run(call.script, call.keys, call.args))
 
     # ------------------------------------------------------------------------------ produce
 
@@ -211,7 +213,9 @@ class Queue(QueueBase):
         return total
 
     def close(self) -> None:
-        """Close the connections this queue opened (a client passed in stays open)."""
+        """Give back the connections this queue holds; close the client if this queue opened
+        it (a client passed in stays open)."""
+        self._chan.close()
         if self._owned:
             self.client.close()
 

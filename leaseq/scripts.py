@@ -80,20 +80,24 @@ def translate(exc: Exception) -> Exception:
     return err
 
 
-def _is_noscript(exc: Exception) -> bool:
+def is_noscript(exc: Exception) -> bool:
     return isinstance(exc, rex.NoScriptError) or (
         isinstance(exc, rex.ResponseError) and str(exc).startswith("NOSCRIPT")
     )
 
 
-def run(client: Any, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-    """Run script ``name`` on a sync client (Redis or RedisCluster) in one round trip."""
+def run(client: Any, name: str, keys: Sequence[str], args: Sequence[Arg], *,
+        source: bool = False) -> Any:
+    """Run script ``name`` on a sync client (Redis or RedisCluster) in one round trip
+    (``source``: send it as EVAL at once, the server having just said NOSCRIPT)."""
     s = script(name)
     try:
         try:
+            if source:
+                return client.execute_command("EVAL", s.source, len(keys), *keys, *args)
             return client.execute_command("EVALSHA", s.sha, len(keys), *keys, *args)
         except rex.ResponseError as exc:
-            if not _is_noscript(exc):
+            if not is_noscript(exc):
                 raise
             return client.execute_command("EVAL", s.source, len(keys), *keys, *args)
     except Exception as exc:
@@ -103,14 +107,18 @@ def run(client: Any, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any
         raise mapped from exc
 
 
-async def arun(client: Any, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-    """Run script ``name`` on an asyncio client (Redis or RedisCluster) in one round trip."""
+async def arun(client: Any, name: str, keys: Sequence[str], args: Sequence[Arg], *,
+               source: bool = False) -> Any:
+    """Run script ``name`` on an asyncio client (Redis or RedisCluster) in one round trip
+    (``source`` as in :func:`run`)."""
     s = script(name)
     try:
         try:
+            if source:
+                return await client.execute_command("EVAL", s.source, len(keys), *keys, *args)
             return await client.execute_command("EVALSHA", s.sha, len(keys), *keys, *args)
         except rex.ResponseError as exc:
-            if not _is_noscript(exc):
+            if not is_noscript(exc):
                 raise
             return await client.execute_command("EVAL", s.source, len(keys), *keys, *args)
     except Exception as exc:

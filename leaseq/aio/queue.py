@@ -17,6 +17,7 @@ from ..base import CHUNK, QueueBase
 from ..connection import async_client, block_cap
 from ..errors import LeaseqError
 from ..models import AddResult, FailOutcome, ItemState, Lease, Peeked, Stats
+from ..transport import AsyncChannel
 from .coalesce import Coalescer
 
 T = TypeVar("T")
@@ -29,6 +30,7 @@ class Queue(QueueBase):
     def _connect(self, client: Any, url: str | None) -> Any:
         c = async_client(client, url)
         self._max_block_cap = block_cap(c, 2.0)
+        self._chan = AsyncChannel(c)
         self._batches = Coalescer(self._raw)
         self._waiters: set[asyncio.Event] = set()
         self._wake_task: asyncio.Task[None] | None = None
@@ -36,7 +38,7 @@ class Queue(QueueBase):
         return c
 
     async def _raw(self, call: P.Call[Any]) -> Any:
-        return await scripts.arun(self.client, call.script, call.keys, call.args)
+        return await self._chan.run(call.script, call.keys, call.args)
 
     async def _do(self, call: P.Call[T]) -> T:
         return call.parse(await self._raw(call))
@@ -268,6 +270,7 @@ class Queue(QueueBase):
         if self._wake_task is not None:
             self._wake_task.cancel()
             await asyncio.gather(self._wake_task, return_exceptions=True)
+        await self._chan.close()
         if self._owned:
             await self.client.aclose()
 

@@ -35,6 +35,7 @@ end
 local recs = count_items > 0 and redis.call('HMGET', Q.items, unpack(ids)) or {}
 local finished = {} -- id -> token that finished it in this call
 local done_ids, acks = {}, {}
+local lo, hi = math.huge, 0 -- the lowest and highest token acked
 local touched_ready = false
 local result_key = 10
 for i = 1, count_items do
@@ -55,6 +56,7 @@ for i = 1, count_items do
     if tok > 0 then
       acks[#acks + 1] = fmt(now)
       acks[#acks + 1] = 'c' .. fmt(tok)
+      lo, hi = math.min(lo, tok), math.max(hi, tok)
     end
     out[i] = 1
   elseif (finished[id] ~= nil and finished[id] == tok and tok > 0) or ack_seen('c', tok, now) then
@@ -77,8 +79,8 @@ if #done_ids > 0 then
 end
 if #acks > 0 then
   redis.call('ZADD', Q.acked, unpack(acks))
+  ack_trim(now, lo, hi)
 end
-ack_trim(now)
 if next_n > 0 then
   return lease_reply(next_n, lease_ms, now, out)
 end

@@ -23,6 +23,7 @@ bind_queue(KEYS)
 bind_policy(ARGV)
 
 local now = now_ms()
+local lo, hi = math.huge, 0 -- the lowest and highest token acked
 local out = {}
 local failed, retried, ready = 0, 0, false
 for i = 0, count_items - 1 do
@@ -33,6 +34,7 @@ for i = 0, count_items - 1 do
   if r then
     redis.call('ZREM', Q.leased, id)
     ack_record('f', tok, now)
+    lo, hi = math.min(lo, tok), math.max(hi, tok)
     failed = failed + 1
     local err, retry_ms = ARGV[base + 3], tonumber(ARGV[base + 4])
     if P.max_att > 0 and r.att >= P.max_att then
@@ -52,7 +54,9 @@ for i = 0, count_items - 1 do
 end
 count('failed', failed)
 count('retried', retried)
-ack_trim(now)
+if hi > 0 then
+  ack_trim(now, lo, hi)
+end
 if ready then
   wake_one()
 end

@@ -20,6 +20,7 @@ local count_items = tonumber(ARGV[1])
 bind_queue(KEYS)
 
 local now = now_ms()
+local lo, hi = math.huge, 0 -- the lowest and highest token acked
 local out = {}
 local requeued, ready = 0, false
 for i = 0, count_items - 1 do
@@ -35,7 +36,10 @@ for i = 0, count_items - 1 do
   end
   if r then
     redis.call('ZREM', Q.leased, id)
-    if tok > 0 then ack_record('f', tok, now) end
+    if tok > 0 then
+      ack_record('f', tok, now)
+      lo, hi = math.min(lo, tok), math.max(hi, tok)
+    end
     if ARGV[base + 4] ~= '' then
       redis.call('HSET', Q.data, id, ARGV[base + 4])
     end
@@ -52,7 +56,9 @@ for i = 0, count_items - 1 do
   end
 end
 count('requeued', requeued)
-ack_trim(now)
+if hi > 0 then
+  ack_trim(now, lo, hi)
+end
 if ready then
   wake_one()
 end

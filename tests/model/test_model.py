@@ -356,6 +356,7 @@ def _model_server() -> Any:
     _server = None
 
 
+@pytest.mark.timeout(360)  # ~10k steps: about a minute alone, several on a loaded machine
 def test_queue_matches_the_model() -> None:
     QueueMachine.TestCase().runTest()
     assert _runs["steps"] > 0

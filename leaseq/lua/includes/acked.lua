@@ -17,11 +17,18 @@ local function ack_seen(kind, tok, now)
   return at ~= false and tonumber(at) >= now - ACK_WINDOW
 end
 
--- Drop what is older than the window; the whole key expires a window after the last write,
--- so an idle queue keeps nothing of its finished leases.
-local function ack_trim(now)
-  redis.call('ZREMRANGEBYSCORE', Q.acked, '-inf', fmt(now - ACK_WINDOW))
+-- After a call recorded finishing tokens lo..hi: keep the key a window past this write, and on
+-- about one call in ACK_TRIM_EVERY (those whose tokens reach a multiple of it; tokens never
+-- repeat) drop what is older than the window and what exceeds ACK_MAX. ack_seen checks the age
+-- itself, so an entry left past the window until the next trim never counts.
+local ACK_TRIM_EVERY = 16
+
+local function ack_trim(now, lo, hi)
   redis.call('PEXPIRE', Q.acked, ACK_WINDOW)
+  if math.floor(hi / ACK_TRIM_EVERY) == math.floor((lo - 1) / ACK_TRIM_EVERY) then
+    return
+  end
+  redis.call('ZREMRANGEBYSCORE', Q.acked, '-inf', fmt(now - ACK_WINDOW))
   local excess = redis.call('ZCARD', Q.acked) - ACK_MAX
   if excess > 0 then
     redis.call('ZREMRANGEBYRANK', Q.acked, 0, excess - 1)

@@ -9,10 +9,10 @@ local MAINTAIN_EXTRA = 2
 local function take(n, lease_ms, now, out)
   promote_due(now, n + MAINTAIN_EXTRA)
   reclaim_expired(now, n + MAINTAIN_EXTRA)
-  local got = 0
+  local got, m = 0, 0
   if n > 0 then
     local popped = redis.call('ZPOPMIN', Q.pending, n)
-    local m = #popped / 2
+    m = #popped / 2
     if m > 0 then
       local ids = {}
       for i = 1, m do
@@ -48,7 +48,11 @@ local function take(n, lease_ms, now, out)
       end
     end
   end
-  wake_sync()
+  if m < n then
+    redis.call('DEL', Q.wake) -- fewer than n were ready: none is left
+  else
+    wake_sync()
+  end
   return got
 end
 

@@ -1,0 +1,186 @@
+"""The fast call path (leaseq/transport.py): held connections, NOSCRIPT, dead sockets, retries,
+errors raised once, connections given back, forks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+import leaseq
+import leaseq.aio
+from leaseq import keys, scripts
+from leaseq.errors import LeaseqConnectionError, LeaseqError
+from leaseq.transport import AsyncChannel, Channel
+
+pytestmark = pytest.mark.parametrize("server", ["valkey", "redis"], indirect=True)
+
+
+def _evalsha_calls(raw: redis.Redis) -> int:
+    stats = raw.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0)) + int(
+        stats.get("cmdstat_eval", {}).get("calls", 0))
+
+
+def _kill_clients(raw: redis.Redis, name: str) -> int:
+    killed = 0
+    for c in raw.client_list():
+        if c.get("name") == name:
+            killed += int(raw.execute_command("CLIENT", "KILL", "ID", c["id"]))
+    return killed
+
+
+def test_sync_queue_uses_held_connections_and_gives_them_back(server: Any,
+                                                              queue_name: str) -> None:
+    client = redis.Redis.from_url(server.url)
+    q = leaseq.Queue(queue_name, client=client)
+    assert isinstance(q._chan, Channel) and q._chan._pool is client.connection_pool
+    q.add_many(range(5))
+    for _ in range(5):
+        lease = q.lease(block=False)
+        assert lease is not None and q.complete(lease)
+    pool = client.connection_pool
+    assert len(q._chan._held) == 1  # one caller at a time: one connection, reused
+    assert len(pool._in_use_connections) == 1
+    q.close()
+    assert not q._chan._held and not pool._in_use_connections
+    client.close()
+
+
+def test_sync_fast_path_survives_script_flush_and_a_killed_connection(server: Any,
+                                                                      queue_name: str) -> None:
+    raw = server.client()
+    client = redis.Redis.from_url(server.url, client_name="leaseq-fast",
+                                  retry=Retry(NoBackoff(), 2))
+    q = leaseq.Queue(queue_name, client=client)
+    q.add_many(range(3))
+    raw.script_flush()  # NOSCRIPT on the held connection: EVAL, then cached again
+    a = q.lease(block=False)
+    assert a is not None and a.data == 0
+    assert _kill_clients(raw, "leaseq-fast") >= 1  # the held socket is now dead
+    assert q.complete(a)  # the client retries: the call is repeated through the full path
+    b = q.lease(block=False)
+    assert b is not None and b.data == 1
+    assert q.stats().counter("completed") == 1
+    q.close()
+    client.close()
+
+
+def test_sync_without_client_retries_a_dead_connection_raises(server: Any,
+                                                              queue_name: str) -> None:
+    raw = server.client()
+    client = redis.Redis.from_url(server.url, client_name="leaseq-noretry",
+                                  retry=Retry(NoBackoff(), 0))
+    q = leaseq.Queue(queue_name, client=client)
+    q.add(1)
+    lease = q.lease(block=False)
+    assert lease is not None
+    assert _kill_clients(raw, "leaseq-noretry") >= 1
+    with pytest.raises(LeaseqConnectionError) as info:
+        q.complete(lease)
+    assert info.value.__cause__ is not None  # chained
+    assert not q._chan._held  # the dead connection was dropped
+    assert q.complete(lease)  # the next call opens a new one
+    q.close()
+    client.close()
+
+
+def test_a_queue_opened_from_a_url_retries_after_a_dead_connection(server: Any,
+                                                                   queue_name: str) -> None:
+    raw = server.client()
+    q = leaseq.Queue(queue_name, url=f"{server.url}?client_name=leaseq-url")  # leaseq's client
+    q.add(1)
+    lease = q.lease(block=False)
+    assert lease is not None
+    assert _kill_clients(raw, "leaseq-url") >= 1
+    assert q.complete(lease)  # retried (redis-py's from_url alone would not retry)
+    q.close()
+
+
+def test_a_script_error_on_the_fast_path_is_mapped_and_the_script_runs_once(
+        server: Any, queue_name: str) -> None:
+    raw = server.client()
+    q = leaseq.Queue(queue_name, client=redis.Redis.from_url(server.url))
+    q.add("x", id="a")
+    raw.hset(keys.QueueKeys.of(queue_name).items, "a", "not-a-record")
+    before = _evalsha_calls(raw)
+    with pytest.raises(LeaseqError) as info:
+        q.lease(block=False)
+    assert "user_script" not in str(info.value)
+    assert _evalsha_calls(raw) - before == 1
+    q.close()
+
+
+def test_a_forked_child_opens_its_own_connection(server: Any, queue_name: str) -> None:
+    client = redis.Redis.from_url(server.url)
+    q = leaseq.Queue(queue_name, client=client)
+    q.add_many(range(2))
+    parent_conn = q._chan._held[0]
+    pid = os.fork()
+    if pid == 0:  # child: must not touch the parent's socket
+        code = 1
+        try:
+            got = q.lease(block=False)
+            code = 0 if got is not None and q._chan._held[0] is not parent_conn else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    got = q.lease(block=False)  # the parent's connection is still in step
+    assert got is not None and q._chan._held[0] is parent_conn
+    assert q.stats().leased == 2
+    q.close()
+
+
+def test_cluster_and_single_connection_clients_take_the_full_path(server: Any) -> None:
+    single = redis.Redis.from_url(server.url, single_connection_client=True)
+    assert Channel(single)._pool is None
+    assert AsyncChannel(redis.asyncio.Redis.from_url(server.url,
+                                                     single_connection_client=True))._pool is None
+    resp3 = redis.Redis.from_url(server.url, protocol=3)
+    assert Channel(resp3)._pool is None
+    single.close()
+    resp3.close()
+
+
+def test_async_fast_path_concurrency_flush_kill_and_close(server: Any, queue_name: str,
+                                                          arun: Any) -> None:
+    raw = server.client()
+
+    async def go() -> None:
+        client = redis.asyncio.Redis.from_url(server.url, client_name="leaseq-afast",
+                                              retry=AsyncRetry(NoBackoff(), 2))
+        q = leaseq.aio.Queue(queue_name, client=client)
+        assert isinstance(q._chan, AsyncChannel) and q._chan._pool is not None
+        await q.add_many(range(200))
+        raw.script_flush()
+        got = await asyncio.gather(*(q.lease(block=False) for _ in range(200)))
+        assert sorted(x.data for x in got if x is not None) == list(range(200))
+        _kill_clients(raw, "leaseq-afast")
+        assert all(await asyncio.gather(*(q.complete(x) for x in got if x is not None)))
+        assert (await q.stats()).counter("completed") == 200
+        pool = client.connection_pool
+        await q.close()
+        assert not q._chan._held and not pool._in_use_connections
+        await client.aclose()
+
+    arun(go())
+
+
+def test_script_reply_is_identical_on_both_paths(server: Any, queue_name: str) -> None:
+    """The same call through the fast path and through execute_command gives the same reply."""
+    client = redis.Redis.from_url(server.url)
+    k = keys.QueueKeys.of(queue_name)
+    chan = Channel(client)
+    fast = chan.run("stats", k.all_fixed, [])
+    slow = scripts.run(client, "stats", k.all_fixed, [])
+    assert fast[1:] == slow[1:] and isinstance(fast, list)  # (0: the server time)
+    chan.close()
+    client.close()
