@@ -59,6 +59,25 @@ def _retries(conn: Any) -> bool:
         return True
 
 
+def _noscript_or_raise(exc: rex.ResponseError) -> None:
+    """Return on NOSCRIPT (the caller sends the source); raise any other server error mapped."""
+    if not scripts.is_noscript(exc):
+        raise scripts.translate(exc) from exc
+
+
+def _repeat_or_raise(exc: BaseException, conn: Any) -> None:
+    """After a fast call failed on its connection: return if the call may be repeated through
+    the client (a network error, and a client whose policy retries); else raise what leaseq
+    reports for ``exc``."""
+    if isinstance(exc, _NET) and _retries(conn):
+        return
+    if isinstance(exc, Exception):
+        mapped = scripts.translate(exc)
+        if mapped is not exc:
+            raise mapped from exc
+    raise exc
+
+
 def _packed(name: str, keys: Sequence[str], args: Sequence[scripts.Arg]) -> list[bytes]:
     command: Any = ("EVALSHA", scripts.script(name).sha, len(keys), *keys, *args)
     return [hiredis.pack_command(command)]
@@ -110,19 +129,13 @@ class Channel:
             reply = conn.read_response()
         except rex.ResponseError as exc:  # the server answered: the connection is in step
             held.append(conn)
-            if scripts.is_noscript(exc):
-                return scripts.run(self.client, name, keys, args, source=True)
-            raise scripts.translate(exc) from exc
+            _noscript_or_raise(exc)
+            return scripts.run(self.client, name, keys, args, source=True)
         except BaseException as exc:
             conn.disconnect()
             pool.release(conn)
-            if isinstance(exc, _NET) and _retries(conn):
-                return scripts.run(self.client, name, keys, args)
-            if isinstance(exc, Exception):
-                mapped = scripts.translate(exc)
-                if mapped is not exc:
-                    raise mapped from exc
-            raise
+            _repeat_or_raise(exc, conn)
+            return scripts.run(self.client, name, keys, args)
         held.append(conn)
         return reply
 
@@ -164,18 +177,12 @@ class AsyncChannel:
             reply = await conn.read_response()
         except rex.ResponseError as exc:
             held.append(conn)
-            if scripts.is_noscript(exc):
-                return await scripts.arun(self.client, name, keys, args, source=True)
-            raise scripts.translate(exc) from exc
+            _noscript_or_raise(exc)
+            return await scripts.arun(self.client, name, keys, args, source=True)
         except BaseException as exc:
             await _drop(pool, conn)
-            if isinstance(exc, _NET) and _retries(conn):
-                return await scripts.arun(self.client, name, keys, args)
-            if isinstance(exc, Exception):
-                mapped = scripts.translate(exc)
-                if mapped is not exc:
-                    raise mapped from exc
-            raise
+            _repeat_or_raise(exc, conn)
+            return await scripts.arun(self.client, name, keys, args)
         held.append(conn)
         return reply
 
