@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 
 # What servers append to an error raised inside a script: "script: <sha>, on @user_script:N."
-_SCRIPT_SUFFIX = re.compile(r"\s*script: (?:[0-9a-f]{40}, )?on @user_script:\d+\.?\s*$")
+_SCRIPT_SUFFIX = re.compile(
+    r"\s*script: (?:[0-9a-f]{40}, |leaseq_\w+, )?on @user_(?:script|function):\d+\.?\s*$")
 
 
 class LeaseqError(Exception):

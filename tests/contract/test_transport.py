@@ -23,10 +23,10 @@ from leaseq.transport import AsyncChannel, Channel
 pytestmark = pytest.mark.parametrize("server", ["valkey", "redis"], indirect=True)
 
 
-def _evalsha_calls(raw: redis.Redis) -> int:
+def _script_calls(raw: redis.Redis) -> int:
     stats = raw.info("commandstats")
-    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0)) + int(
-        stats.get("cmdstat_eval", {}).get("calls", 0))
+    return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0))
+               for c in ("evalsha", "eval", "fcall"))
 
 
 def _kill_clients(raw: redis.Redis, name: str) -> int:
@@ -110,11 +110,11 @@ def test_a_script_error_on_the_fast_path_is_mapped_and_the_script_runs_once(
     q = leaseq.Queue(queue_name, client=redis.Redis.from_url(server.url))
     q.add("x", id="a")
     raw.hset(keys.QueueKeys.of(queue_name).items, "a", "not-a-record")
-    before = _evalsha_calls(raw)
+    before = _script_calls(raw)
     with pytest.raises(LeaseqError) as info:
         q.lease(block=False)
-    assert "user_script" not in str(info.value)
-    assert _evalsha_calls(raw) - before == 1
+    assert "@user_" not in str(info.value) and "script:" not in str(info.value)
+    assert _script_calls(raw) - before == 1
     q.close()
 
 
@@ -184,3 +184,66 @@ def test_script_reply_is_identical_on_both_paths(server: Any, queue_name: str) -
     assert fast[1:] == slow[1:] and isinstance(fast, list)  # (0: the server time)
     chan.close()
     client.close()
+
+
+def _calls(raw: redis.Redis, command: str) -> int:
+    return int(raw.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def test_engine_calls_run_as_functions_and_survive_function_flush(server: Any,
+                                                                  queue_name: str) -> None:
+    raw = server.client()
+    q = leaseq.Queue(queue_name, client=redis.Redis.from_url(server.url))
+    q.add_many(range(4))
+    raw.config_resetstat()
+    a = q.lease(block=False)
+    assert a is not None
+    raw.function_flush()  # the library is gone: the next call loads it again
+    assert q.complete(a)
+    b = q.lease(block=False)
+    assert b is not None and b.data == 1 and q.complete(b)
+    assert q._chan.fcall
+    assert _calls(raw, "fcall") >= 3 and _calls(raw, "evalsha") == 0
+    lib = scripts.library()
+    assert raw.function_list(library=lib.name)  # loaded again
+    q.close()
+
+
+def test_read_only_functions_are_flagged_no_writes(server: Any) -> None:
+    raw = server.client()
+    assert scripts.load_library(raw)
+    lib = scripts.library()
+    listed = raw.function_list(library=lib.name)[0]
+    entries = {}
+    for fn in listed[listed.index(b"functions") + 1]:
+        fields = dict(zip(fn[::2], fn[1::2], strict=True))
+        entries[fields[b"name"].decode()] = {f.decode() for f in fields[b"flags"]}
+    assert set(entries) == set(lib.functions.values())
+    for name, fn in lib.functions.items():
+        assert ("no-writes" in entries[fn]) == (name in scripts.READ_ONLY)
+
+
+@pytest.mark.parametrize("denied", ["+fcall", "+function|load"])
+def test_without_fcall_or_function_load_the_queue_keeps_to_evalsha(
+        server: Any, queue_name: str, denied: str) -> None:
+    """An ACL user that may not FCALL, or may not load the library on a server that lacks it,
+    still gets every call done, by EVALSHA."""
+    raw = server.client()
+    raw.function_flush()
+    user = f"u{abs(hash((queue_name, denied))) % 10**8}"
+    grants = ["+@all", f"-{denied[1:]}"]
+    raw.acl_setuser(user, enabled=True, passwords=["+pw"], keys=["leaseq:*"], commands=grants)
+    try:
+        client = redis.Redis(host="127.0.0.1", port=server.backend.port, username=user,
+                             password="pw")
+        q = leaseq.Queue(queue_name, client=client)
+        q.add_many(range(3))
+        got = q.lease_many(3, block=False)
+        assert [x.data for x in got] == [0, 1, 2]
+        assert q.complete_many(got) == [True, True, True]
+        assert not q._chan.fcall
+        assert q.stats().counter("completed") == 3
+        q.close()
+        client.close()
+    finally:
+        raw.acl_deluser(user)

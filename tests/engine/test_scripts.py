@@ -1225,10 +1225,25 @@ def _close_clients() -> Any:
     for client in _CLIENTS.values():
         client.close()
     _CLIENTS.clear()
+    _LOADED.clear()
 
 
+_LOADED: set[int] = set()
+
+
+def _run(client: Any, via: str, script: str, keys: list[str], args: list[Any]) -> Any:
+    """Run a script as EVALSHA/EVAL, or as its function of the leaseq library (FCALL)."""
+    if via == "eval" or script not in scripts.ENGINE_SCRIPTS:
+        return scripts.run(client, script, keys, args)
+    if id(client) not in _LOADED:
+        assert scripts.load_library(client)
+        _LOADED.add(id(client))
+    return scripts.fcall(client, script, keys, args)
+
+
+@pytest.mark.parametrize("via", ["eval", "fcall"])
 @pytest.mark.parametrize("row", _params())
-def test_script(server: Any, queue_name: str, row: Case) -> None:
+def test_script(server: Any, queue_name: str, row: Case, via: str) -> None:
     client = _client(server)
     keys = QueueKeys.of(queue_name)
     seeded = _clean(row.seed)
@@ -1237,7 +1252,7 @@ def test_script(server: Any, queue_name: str, row: Case) -> None:
 
     all_keys = [*keys.all_fixed, *(keys.result(i) for i in row.results)]
     lo = wall_ms()
-    reply = scripts.run(client, row.script, all_keys, row.args)
+    reply = _run(client, via, row.script, all_keys, row.args)
     hi = wall_ms()
     if row.shape is not None:
         reply = row.shape(reply)

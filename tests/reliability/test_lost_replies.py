@@ -14,15 +14,16 @@ from redis.retry import Retry
 
 import leaseq
 from leaseq import FailOutcome, State
-from leaseq.scripts import script
+from leaseq.scripts import library, load_library, script
 from tests.faults import CuttingProxy
 
 
 @pytest.fixture
 def proxy(valkey_server: Any) -> Iterator[CuttingProxy]:
-    # Cache every script first, so the armed EVALSHA runs at once (a NOSCRIPT reply being
-    # cut would test nothing).
+    # Load the library and cache every script first, so the armed call runs at once (a
+    # "function not found" or NOSCRIPT reply being cut would test nothing).
     admin = valkey_server.client()
+    assert load_library(admin)
     for name in ("add", "lease", "complete", "fail", "requeue", "extend", "state", "stats"):
         admin.script_load(script(name).source)
     p = CuttingProxy(valkey_server.port)
@@ -37,7 +38,9 @@ def queue(proxy: CuttingProxy, name: str, retry: bool, **kw: Any) -> leaseq.Queu
 
 
 def marker(name: str) -> bytes:
-    return script(name).sha.encode()
+    """What identifies a call of script ``name`` on the wire: its function in the leaseq
+    library (queues call engine scripts by FCALL)."""
+    return library().functions[name].encode()
 
 
 def consistent(q: leaseq.Queue) -> None:
