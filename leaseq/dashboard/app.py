@@ -281,6 +281,10 @@ async def events(request: Request) -> Response:
                              headers={"cache-control": "no-store", "x-accel-buffering": "no"})
 
 
+async def no_icon(request: Request) -> Response:
+    return Response(status_code=204)
+
+
 # ---------------------------------------------------------------------------------- the app
 
 def _metrics_route(client_or_url: Any) -> BaseRoute | None:
@@ -331,6 +335,7 @@ def create_app(client_or_url: Any = None, *, read_only: bool = False, token: str
         Route("/action", action, methods=["POST"]),
         Route("/fragment", fragment),
         Route("/events", events),
+        Route("/favicon.ico", no_icon),
     ]
     metrics_route = _metrics_route(client_or_url)
     if metrics_route is not None:

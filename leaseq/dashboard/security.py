@@ -6,7 +6,7 @@
   (loopback names when there are no credentials, against DNS rebinding), the credentials must
   match when configured, and every response gets a strict Content-Security-Policy with a
   per-request nonce (the only scripts that run are the dashboard's own), no framing, no sniffing
-  and no referrer.
+  and no referrer to other sites (same-origin: a form POST then carries its Origin).
 * CSRF: a random cookie per browser and, in every form, an HMAC of it under the app's secret;
   an action is refused unless the form carries the HMAC of the request's cookie and the
   ``Origin`` header, when sent, names this host.
@@ -235,7 +235,7 @@ def _security_headers(nonce: str) -> Iterable[tuple[bytes, bytes]]:
         (b"content-security-policy", csp.encode("latin-1")),
         (b"x-content-type-options", b"nosniff"),
         (b"x-frame-options", b"DENY"),
-        (b"referrer-policy", b"no-referrer"),
+        (b"referrer-policy", b"same-origin"),
     ]
 
 
