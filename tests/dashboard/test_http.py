@@ -17,7 +17,7 @@ from starlette.routing import Mount
 from starlette.testclient import TestClient
 
 import leaseq
-from leaseq.dashboard import UnsafeBind, check_bind, create_app, is_loopback
+from leaseq.dashboard import UnsafeBind, check_bind, create_app, is_loopback, serve
 
 from .conftest import csrf_of, row_cells
 
@@ -242,6 +242,8 @@ def test_check_bind() -> None:
             check_bind(host, token=None, basic_auth=None)
         check_bind(host, token="t", basic_auth=None)
         check_bind(host, token=None, basic_auth=("u", "p"))
+    with pytest.raises(UnsafeBind):  # before any socket or connection is opened
+        serve("redis://127.0.0.1:1", host="0.0.0.0", port=0)
 
 
 def test_events_stream_the_live_part(dash: Any, q: Any) -> None:
