@@ -138,6 +138,6 @@ def page(browser: Any) -> Iterator[Any]:
         d.dismiss()
 
     pg.on("dialog", on_dialog)
-    pg.set_default_timeout(8000)
+    pg.set_default_timeout(15000)
     yield pg
     context.close()

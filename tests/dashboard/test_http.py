@@ -336,3 +336,24 @@ def test_import_leaseq_does_not_import_the_dashboard() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, cwd=ROOT)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_on_a_cluster_with_an_asyncio_cluster_client(valkey_cluster: Any,
+                                                     queue_name: str) -> None:
+    sync = leaseq.Queue(queue_name, valkey_cluster.client(), max_attempts=1)
+    other = leaseq.Queue(queue_name + "-b", sync.client)
+    sync.add_many(range(4))
+    other.add_many(range(2))
+    sync.fail(sync.lease(timeout=5), error="x")
+    client = valkey_cluster.async_client()  # connects lazily, on the app's event loop
+    with TestClient(create_app(client), base_url="http://127.0.0.1") as c:
+        page = c.get("/").text
+        assert row_cells(page, queue_name)["pending"] == "3"
+        assert row_cells(page, queue_name + "-b")["pending"] == "2"
+        dead = c.get("/queue", params={"q": queue_name, "which": "dead"}).text
+        c.post("/action", data={"op": "requeue_all_dead", "q": queue_name,
+                                "csrf": csrf_of(dead)})
+        c.portal.call(client.aclose)
+    assert sync.stats().pending == 4
+    sync.purge()
+    other.purge()
