@@ -43,7 +43,8 @@ def dashboard(url: str | None, host: str, port: int, read_only: bool, token: str
 
     def ready(where: str) -> None:
         err_console.print(f"leaseq dashboard on {where} (server {mask(session.url)})"
-                          f"{', read-only' if read_only else ''}; Ctrl-C stops it")
+                          f"{', read-only' if read_only else ''}; Ctrl-C stops it",
+                          markup=False, highlight=False, soft_wrap=True)
 
     dash.serve(session.url, host=host, port=port, read_only=read_only, token=token,
                basic_auth=basic, refresh=refresh, on_ready=ready)

@@ -311,6 +311,31 @@ def _cli(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=60, cwd=ROOT, **kw)
 
 
+def test_cli_serves_the_dashboard(valkey_server: Any, q: Any) -> None:
+    import signal
+    import urllib.request
+
+    q.add_many(range(3))
+    proc = subprocess.Popen([sys.executable, "-m", "leaseq.cli", "dashboard", "--url",
+                             valkey_server.url, "--port", "0", "--read-only"],
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        line = proc.stderr.readline() if proc.stderr else ""
+        m = re.search(r"on (http://127\.0\.0\.1:\d+/) .*read-only", line)
+        assert m, line
+        with urllib.request.urlopen(m.group(1), timeout=20) as r:
+            html = r.read().decode()
+        assert row_cells(html, q.name)["pending"] == "3" and 'id="read-only"' in html
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130  # stopped cleanly by ^C, as every leaseq command
+
+
 def test_cli_refuses_a_non_loopback_bind_without_credentials() -> None:
     out = _cli("dashboard", "--host", "0.0.0.0", "--port", "0", "--url", "redis://127.0.0.1:1")
     assert out.returncode == 1
