@@ -27,6 +27,7 @@ LIST_PREVIEW = 120  # characters of payload shown in a list row
 ERROR_PREVIEW = 200
 ITEM_PREVIEW = 4096  # characters of payload/result shown on an item page
 MAX_FORM = 64 * 1024
+MAX_ROWS = 200  # queues listed on the overview (the ones holding the most items)
 
 DONE = {
     "requeued": "{n} dead letter(s) moved back to pending.",
@@ -131,10 +132,14 @@ def _fail_page(d: Dashboard, request: Request, exc: Exception) -> HTMLResponse:
 
 async def overview_data(d: Dashboard) -> dict[str, Any]:
     ov = await d.reader.overview()
-    rows = sorted(ov.rows, key=lambda r: r.name)
+    rows = ov.rows
     totals = {k: sum(int(getattr(r.stats, k)) for r in rows) for k in
               ("pending", "delayed", "leased", "dead")}
-    return {"ov": ov, "rows": rows, "totals": totals, "chart": d.chart(ov)}
+    if len(rows) > MAX_ROWS:  # the biggest ones; totals still count every queue
+        rows = sorted(rows, key=lambda r: -(r.stats.pending + r.stats.delayed
+                                           + r.stats.leased + r.stats.dead))[:MAX_ROWS]
+    return {"ov": ov, "rows": sorted(rows, key=lambda r: r.name), "totals": totals,
+            "count": len(ov.rows), "chart": d.chart(ov)}
 
 
 async def overview(request: Request) -> Response:

@@ -26,6 +26,7 @@ from ..models import ItemState, Peeked, Stats
 SIZES = ("pending", "delayed", "leased", "dead")
 RATED = ("added", "completed", "failed", "dead")
 WHICH = ("pending", "delayed", "leased", "dead")
+READ_CONCURRENCY = 8  # stats calls in flight at once (and so connections), however many queues
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +151,13 @@ class Reader:
             last = self._samples[-1] if self._samples else None
             if last is None or time.monotonic() - last.mono >= self.sample_every:
                 names = await self.names()
-                got = await asyncio.gather(*(self.queue(n).stats() for n in names))
+                limit = asyncio.Semaphore(READ_CONCURRENCY)
+
+                async def stats(name: str) -> Stats:
+                    async with limit:
+                        return await self.queue(name).stats()
+
+                got = await asyncio.gather(*(stats(n) for n in names))
                 now_ms = max((s.now_ms for s in got), default=int(time.time() * 1000))
                 self._samples.append(Sample(time.monotonic(), now_ms,
                                             {s.queue: s for s in got}))

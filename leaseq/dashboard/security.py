@@ -136,6 +136,9 @@ class Guard:
                  allowed_hosts: Sequence[str] | None) -> None:
         self.app = app
         self.token = token or None
+        # the cookie holds a digest of the token: any token text fits, the token never does
+        self.cookie_value = hashlib.sha256(b"leaseq-dashboard:" + (token or "").encode()) \
+            .hexdigest()
         self.basic = basic_auth
         if allowed_hosts is None:
             allowed_hosts = ["*"] if (self.token or self.basic) else list(LOOPBACK_NAMES)
@@ -183,7 +186,7 @@ class Guard:
             if scheme.lower() == "bearer" and _same(value.strip(), self.token):
                 return True, False
             cookie = cookies(scope).get(TOKEN_COOKIE)
-            if cookie is not None and _same(cookie, self.token):
+            if cookie is not None and _same(cookie, self.cookie_value):
                 return True, False
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
             given = query.get("token")
@@ -216,7 +219,7 @@ class Guard:
         location = quote(scope.get("path", "/") or "/") + (
             "?" + urlencode(query) if query else "")
         secure = "; Secure" if scope.get("scheme") == "https" else ""
-        cookie = (f"{TOKEN_COOKIE}={self.token}; Path={root or '/'}; HttpOnly; "
+        cookie = (f"{TOKEN_COOKIE}={self.cookie_value}; Path={root or '/'}; HttpOnly; "
                   f"SameSite=Strict{secure}")
         await send({"type": "http.response.start", "status": 303, "headers": [
             (b"location", location.encode("latin-1")),

@@ -203,14 +203,16 @@ def test_read_only_hides_and_refuses_actions(dash: Any, q: Any) -> None:
 
 
 def test_token_auth(dash: Any, q: Any) -> None:
-    c = dash(token="s3cret-token")
+    c = dash(token="s3cret-token; odd=\"chars\"")
     r = c.get("/")
     assert r.status_code == 401 and "token" in r.text
     assert c.get("/", headers={"authorization": "Bearer wrong"}).status_code == 401
-    assert c.get("/", headers={"authorization": "Bearer s3cret-token"}).status_code == 200
-    r = c.get("/queue", params={"q": q.name, "token": "s3cret-token"}, follow_redirects=False)
+    assert c.get("/", headers={"authorization": 'Bearer s3cret-token; odd="chars"'}) \
+        .status_code == 200
+    r = c.get("/queue", params={"q": q.name, "token": 's3cret-token; odd="chars"'},
+              follow_redirects=False)
     assert r.status_code == 303 and "s3cret" not in r.headers["location"]
-    assert "HttpOnly" in r.headers["set-cookie"]
+    assert "HttpOnly" in r.headers["set-cookie"] and "s3cret" not in r.headers["set-cookie"]
     assert c.get(r.headers["location"]).status_code == 200  # the cookie now
     fresh = TestClient(c.app, base_url="http://127.0.0.1")  # no cookie
     assert fresh.get("/", params={"token": "nope"}).status_code == 401
@@ -382,3 +384,22 @@ def test_on_a_cluster_with_an_asyncio_cluster_client(valkey_cluster: Any,
     assert sync.stats().pending == 4
     sync.purge()
     other.purge()
+
+
+def test_overview_with_hundreds_of_queues() -> None:
+    """More queues than the client's pool has connections (100): reads are bounded; the
+    page lists the 200 biggest and counts every queue in its totals."""
+    from leaseq.server.process import ServerProcess
+
+    with ServerProcess(kind="valkey") as server:
+        client = server.client()
+        for i in range(260):
+            leaseq.Queue(f"q{i:03d}", client).add_many(range(1 + (i >= 200)))
+        with TestClient(create_app(server.url), base_url="http://127.0.0.1") as c:
+            r = c.get("/")
+        assert r.status_code == 200
+        assert len(re.findall(r'<tr data-queue="', r.text)) == 200
+        assert "all 260 queues (60 smaller ones not listed)" in r.text
+        assert 'data-k="total-pending">320<' in r.text
+        assert 'data-queue="q259"' in r.text and 'data-queue="q000"' in r.text
+        client.close()
