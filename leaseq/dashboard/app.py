@@ -160,6 +160,8 @@ async def queue_page(request: Request) -> Response:
         which = "pending"
     size = _int(p.get("n"), DEFAULT_PAGE, 1, PAGE_SIZES[-1])
     start = _int(p.get("start"), 0, 0, 2**53)
+    if p.get("from"):  # the form's field counts from 1, like the row numbers
+        start = _int(p.get("from"), 1, 1, 2**53) - 1
     try:
         win = await d.reader.window(name, which, start, size)
     except (LeaseqError, redis.RedisError, OSError) as exc:

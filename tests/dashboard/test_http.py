@@ -73,6 +73,8 @@ def test_queue_page_reads_windows_by_rank(dash: Any, q: Any) -> None:
                                                              range(200, 220)]
     assert "201\u2013220 of 250" in r.text
     assert "start=220" in r.text and "start=180" in r.text  # next / previous windows
+    by_form = c.get("/queue", params={"q": q.name, "from": 201, "n": 20}).text
+    assert re.findall(r'<tr data-id="([^"]+)">', by_form) == ids  # the field counts from 1
     r = c.get("/queue", params={"q": q.name, "start": 10_000})
     assert "nothing at 10,001 of 250" in r.text
 
