@@ -13,23 +13,19 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("starlette", reason="the dashboard extra is not installed")
-pytest.importorskip("uvicorn", reason="the dashboard extra is not installed")
-
-import uvicorn
-from starlette.testclient import TestClient
-
-from leaseq.dashboard import bound_socket, create_app
-
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture
-def dash(valkey_server: Any) -> Iterator[Callable[..., TestClient]]:
+def dash(valkey_server: Any) -> Iterator[Callable[..., Any]]:
     """``dash(**create_app options)``: a TestClient (Host 127.0.0.1) on an app reading the
     session's valkey server; closed at teardown."""
+    from starlette.testclient import TestClient
+
+    from leaseq.dashboard import create_app
+
     clients: list[TestClient] = []
 
     def make(*, base_url: str = "http://127.0.0.1", **kw: Any) -> TestClient:
@@ -64,6 +60,10 @@ class LiveServer:
     """uvicorn serving ``app`` in a thread on a free loopback port."""
 
     def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        from leaseq.dashboard import bound_socket
+
         self.sock = bound_socket("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on",
@@ -89,6 +89,8 @@ class LiveServer:
 @pytest.fixture
 def live(valkey_server: Any) -> Iterator[Callable[..., str]]:
     """``live(**create_app options)``: the URL of a live dashboard on the valkey server."""
+    from leaseq.dashboard import create_app
+
     servers: list[LiveServer] = []
 
     def start(**kw: Any) -> str:

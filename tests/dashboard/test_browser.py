@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 
+pytest.importorskip("starlette", reason="the dashboard extra is not installed")
+pytest.importorskip("uvicorn", reason="the dashboard extra is not installed")
+
 import leaseq
 
 

@@ -8,9 +8,13 @@ import sys
 import time
 import types
 from html import escape
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+pytest.importorskip("starlette", reason="the dashboard extra is not installed")
+pytest.importorskip("uvicorn", reason="the dashboard extra is not installed")
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount
@@ -21,7 +25,7 @@ from leaseq.dashboard import UnsafeBind, check_bind, create_app, is_loopback, se
 
 from .conftest import csrf_of, row_cells
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
