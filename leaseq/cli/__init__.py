@@ -8,6 +8,7 @@ import click
 
 from .. import __version__
 from .common import Group
+from .dashboard_cmd import dashboard
 from .demo import demo
 from .queue_cmds import add, dead, peek, purge, state, sweep
 from .run_cmds import server, worker
@@ -22,7 +23,7 @@ def cli() -> None:
     Start with `leaseq demo`."""
 
 
-for command in (add, stats, peek, state, dead, purge, sweep, worker, server, demo):
+for command in (add, stats, peek, state, dead, purge, sweep, worker, server, demo, dashboard):
     cli.add_command(command)
 
 

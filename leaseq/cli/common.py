@@ -18,8 +18,9 @@ import redis
 from rich.console import Console
 
 from ..connection import ENV_URL, server_url, sync_client
+from ..discovery import queue_names
 from ..errors import LeaseqConnectionError, LeaseqError
-from ..keys import META_SCAN_PATTERN, QueueKeys, name_from_meta_key
+from ..keys import QueueKeys
 from ..queue import Queue
 from ..server.embedded import EmbeddedServerError
 
@@ -119,15 +120,10 @@ class Session:
 
     def queue_names(self) -> list[str]:
         """Every queue on the server (SCAN over the meta keys), sorted."""
-        names = set()
         try:
-            for key in self.client.scan_iter(match=META_SCAN_PATTERN, count=1000):
-                name = name_from_meta_key(key.decode("utf-8", "replace"))
-                if name is not None:
-                    names.add(name)
+            return queue_names(self.client)
         except redis.RedisError as exc:
             raise LeaseqConnectionError(f"{mask(self.url)}: {exc}") from exc
-        return sorted(names)
 
     def close(self) -> None:
         if self._client is not None:
