@@ -10,7 +10,7 @@ from . import scripts
 from .base import CHUNK, QueueBase
 from .connection import block_cap, sync_client
 from .models import AddResult, FailOutcome, ItemState, Lease, Peeked, Stats
-from .transport import Channel
+from .transport import channel_for
 
 T = TypeVar("T")
 
@@ -26,7 +26,7 @@ class Queue(QueueBase):
     def _connect(self, client: Any, url: str | None) -> Any:
         c = sync_client(client, url)
         self._max_block_cap = block_cap(c, 2.0)
-        self._chan = Channel(c)
+        self._chan = channel_for(c)
         return c
 
     def _do(self, call: P.Call[T]) -> T:

@@ -21,8 +21,10 @@ everything unusual:
 * clients it cannot serve this way (clusters, single-connection clients, RESP3, non-redis-py
   objects) always take the full path (EVALSHA).
 
-Held connections go back to the pool on :meth:`Channel.close` (and when the channel is
-garbage-collected); after a fork the child never reuses the parent's sockets.
+All the queues of one client share its channel (:func:`channel_for`), so the connections held
+are at most as many as the calls in flight at once, however many queues there are. They go
+back to the pool on :meth:`Channel.close` (and when the client is garbage-collected); after a
+fork the child never reuses the parent's sockets.
 """
 
 from __future__ import annotations
@@ -107,6 +109,29 @@ def _release_all(pool: Any, held: list[Any], pid: int) -> None:
             pool.release(conn)
         except Exception:
             conn.disconnect()
+
+
+_ATTR = "_leaseq_channel"
+
+
+def channel_for(client: Any) -> Channel:
+    """The channel of a sync client (made on first use, then shared by its queues)."""
+    chan = getattr(client, _ATTR, None)
+    if not isinstance(chan, Channel):
+        chan = Channel(client)
+        with contextlib.suppress(AttributeError, TypeError):  # a client without __dict__
+            setattr(client, _ATTR, chan)
+    return chan
+
+
+def async_channel_for(client: Any) -> AsyncChannel:
+    """The channel of an asyncio client (made on first use, then shared by its queues)."""
+    chan = getattr(client, _ATTR, None)
+    if not isinstance(chan, AsyncChannel):
+        chan = AsyncChannel(client)
+        with contextlib.suppress(AttributeError, TypeError):
+            setattr(client, _ATTR, chan)
+    return chan
 
 
 class Channel:

@@ -17,7 +17,7 @@ from ..base import CHUNK, QueueBase
 from ..connection import async_client, block_cap
 from ..errors import LeaseqError
 from ..models import AddResult, FailOutcome, ItemState, Lease, Peeked, Stats
-from ..transport import AsyncChannel
+from ..transport import async_channel_for
 from .coalesce import Coalescer
 
 T = TypeVar("T")
@@ -30,7 +30,7 @@ class Queue(QueueBase):
     def _connect(self, client: Any, url: str | None) -> Any:
         c = async_client(client, url)
         self._max_block_cap = block_cap(c, 2.0)
-        self._chan = AsyncChannel(c)
+        self._chan = async_channel_for(c)
         self._batches = Coalescer(self._raw)
         self._waiters: set[asyncio.Event] = set()
         self._wake_task: asyncio.Task[None] | None = None

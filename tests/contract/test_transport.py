@@ -247,3 +247,32 @@ def test_without_fcall_or_function_load_the_queue_keeps_to_evalsha(
         client.close()
     finally:
         raw.acl_deluser(user)
+
+
+def test_queues_of_one_client_share_its_connections(server: Any, queue_name: str,
+                                                     arun: Any) -> None:
+    """More queues than the pool has connections: they share the client's channel, so the
+    connections held stay as many as the calls in flight."""
+    pool = redis.ConnectionPool.from_url(server.url, max_connections=4)
+    client = redis.Redis(connection_pool=pool)
+    queues = [leaseq.Queue(f"{queue_name}-{i}", client=client) for i in range(50)]
+    for q in queues:
+        q.add("x")
+        assert q.stats().pending == 1
+    assert len({id(q._chan) for q in queues}) == 1
+    assert len(pool._in_use_connections) == 1
+    client.close()
+
+    async def go() -> None:
+        apool = redis.asyncio.ConnectionPool.from_url(server.url, max_connections=4)
+        aclient = redis.asyncio.Redis(connection_pool=apool)
+        aqueues = [leaseq.aio.Queue(f"{queue_name}-{i}", client=aclient) for i in range(50)]
+        stats = await asyncio.gather(*(q.stats() for q in aqueues[:3]))
+        assert [s.pending for s in stats] == [1, 1, 1]
+        for q in aqueues:
+            assert (await q.stats()).pending == 1
+        assert len({id(q._chan) for q in aqueues}) == 1
+        assert len(apool._in_use_connections) <= 3
+        await aclient.aclose()
+
+    arun(go())
