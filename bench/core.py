@@ -447,8 +447,7 @@ def phase_aio(server: ServerProcess, probe: Probe, n: int, tasks: Sequence[int])
 def phase_idle_latency(server: ServerProcess, r: redis.Redis, probe: Probe,
                        samples: int) -> list[Row]:
     name = qname("idle")
-    cons_client = server.client()
-    cons_client.client_setname("bench-consumer")
+    cons_client = server.client(client_name="bench-consumer")  # every connection of its pool
     consumer_q = leaseq.Queue(name, client=cons_client)
     producer_q = leaseq.Queue(name, client=r)
     ready = threading.Event()
@@ -473,10 +472,8 @@ def phase_idle_latency(server: ServerProcess, r: redis.Redis, probe: Probe,
             out.put(None)
 
     def consumer_blocked() -> bool:
-        for c in r.client_list():
-            if c.get("name") == "bench-consumer":
-                return "b" in str(c.get("flags", "")) and str(c.get("cmd")) == "bzpopmin"
-        return False
+        return any(c.get("name") == "bench-consumer" and "b" in str(c.get("flags", ""))
+                   and str(c.get("cmd")) == "bzpopmin" for c in r.client_list())
 
     th = threading.Thread(target=consume, daemon=True)
     th.start()
