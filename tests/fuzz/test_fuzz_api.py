@@ -80,23 +80,36 @@ def checked(raw: Any, name: str, call: Callable[[], Any]) -> None:
     # anything else propagates and fails the test
 
 
-OPS: list[Callable[[leaseq.Queue, Any, Any, Any], Any]] = [
+# Every public method of leaseq.Queue and leaseq.aio.Queue (same names and arguments); on the
+# asyncio queue each returns a coroutine.
+OPS: list[Callable[[Any, Any, Any, Any], Any]] = [
     lambda q, a, b, c: q.add(a, id=b, delay=c),
     lambda q, a, b, c: q.add(a, priority=b),
     lambda q, a, b, c: q.add_many([a, b]),
+    lambda q, a, b, c: q.add_many([leaseq.Item(a, id=b, delay=c, priority=a)]),
     lambda q, a, b, c: q.lease(lease=c, block=False),
     lambda q, a, b, c: q.lease_many(a, block=False),
+    lambda q, a, b, c: q.lease_many(1, lease=c, block=False, timeout=a),
     lambda q, a, b, c: q.complete(b, token=a),
     lambda q, a, b, c: q.complete(b, result=a, result_ttl=c),
+    lambda q, a, b, c: q.complete_many([b, a], token=a),
+    lambda q, a, b, c: q.complete_and_lease(b, n=a, result=a, lease_for=c),
+    lambda q, a, b, c: q.complete_many_and_lease([b], n=a, lease_for=c),
     lambda q, a, b, c: q.extend(b, c, token=a),
+    lambda q, a, b, c: q.extend_many([b, a], c),
     lambda q, a, b, c: q.fail(b, error=a, retry_in=c, token=a),
     lambda q, a, b, c: q.requeue(b, c, token=a),
     lambda q, a, b, c: q.requeue(b, 0, data=a),
     lambda q, a, b, c: q.remove(b),
+    lambda q, a, b, c: q.remove_many([b, a]),
     lambda q, a, b, c: q.state(b),
     lambda q, a, b, c: q.peek(a, which=b, start=c),
+    lambda q, a, b, c: q.dead(a, start=b),
+    lambda q, a, b, c: q.sweep(a),
     lambda q, a, b, c: q.dead_requeue([b]),
+    lambda q, a, b, c: q.dead_requeue(a),
     lambda q, a, b, c: q.dead_purge([b]),
+    lambda q, a, b, c: q.dead_purge(a),
 ]
 
 
@@ -127,25 +140,21 @@ def test_queue_construction_fuzz(server: Any, name: Any, settings_value: Any) ->
 
 
 @SETTINGS
-@given(op=st.integers(0, 5), a=ANY, b=st.one_of(IDS, ANY), c=DURATION)
+@given(op=st.integers(0, len(OPS) - 1), a=ANY, b=st.one_of(IDS, ANY), c=DURATION)
 def test_async_api_fuzz(server: Any, op: int, a: Any, b: Any, c: Any) -> None:
     raw = server.client()
     name = "fuzz-async"
+    if not raw.exists(QueueKeys.of(name).items):
+        seed = leaseq.Queue(name, raw)
+        seed.add_many([leaseq.Item(i, id=f"seed{i}") for i in range(3)])
+        seed.lease(block=False)
 
     async def run() -> None:
         client = server.async_client()
         q = leaseq.aio.Queue(name, client, max_payload=4096)
-        calls = [
-            lambda: q.add(a, id=b, delay=c),
-            lambda: q.lease(lease=c, block=False),
-            lambda: q.complete(b, token=a),
-            lambda: q.fail(b, error=a, retry_in=c, token=a),
-            lambda: q.requeue(b, c, token=a),
-            lambda: q.extend(b, c, token=a),
-        ]
         before = snapshot(raw, name)
         try:
-            await calls[op]()
+            await OPS[op](q, a, b, c)
         except (leaseq.LeaseqError, TypeError):
             assert snapshot(raw, name) == before
         finally:
@@ -160,7 +169,8 @@ CLI_TEXT = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size
 
 @SETTINGS
 @given(
-    cmd=st.sampled_from(["add", "state", "peek", "stats", "dead"]),
+    cmd=st.sampled_from(["add", "state", "peek", "stats", "dead", "dead-requeue",
+                         "dead-purge", "purge", "sweep"]),
     queue=CLI_TEXT,
     arg=CLI_TEXT,
     flag=st.sampled_from([[], ["--raw"], ["--delay", "-1"], ["--priority", "x"], ["--json"]]),
@@ -176,6 +186,10 @@ def test_cli_fuzz(server: Any, cmd: str, queue: str, arg: str, flag: list[str]) 
         "peek": ["peek", queue, *([] if flag != ["--json"] else flag)],
         "stats": ["stats", queue, "--json"],
         "dead": ["dead", "list", queue],
+        "dead-requeue": ["dead", "requeue", queue, arg],
+        "dead-purge": ["dead", "purge", queue, arg, "-y"],
+        "purge": ["purge", queue, "-y"],
+        "sweep": ["sweep", queue, *([] if flag != ["--json"] else flag)],
     }[cmd]
     result = CliRunner().invoke(cli, [*argv, "--url", server.url])
     assert result.exit_code in (0, 1, 2), (argv, result.output)

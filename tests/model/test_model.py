@@ -1,9 +1,11 @@
 """Model-based test: random operation sequences against a real server and a plain-Python model.
 
 After every step the observable state (stats, state(id) of every id, what lease returns) must
-match the model. Time is moved with the queue's clock offset, never by sleeping; every duration
-the model compares ends on a half second while the clock moves in whole seconds, so the few
-milliseconds that really pass during a step can never flip a comparison.
+match the model. Time is moved with the queue's clock offset, never by sleeping, and the offset
+is set before every step so that the queue's clock stands at the model's however long the
+example has run; every duration the model compares ends on a half second while the clock moves in
+whole seconds, so the few milliseconds that really pass during a step can never flip a
+comparison.
 """
 
 from __future__ import annotations
@@ -125,6 +127,18 @@ class QueueMachine(RuleBasedStateMachine):
         self.m = Model()
         self.held: list[Held] = []
         self.meta = QueueKeys.of(self.name).meta
+        self.base_ms = self.server_ms()
+
+    def server_ms(self) -> int:
+        secs, micros = self.raw.time()
+        return int(secs) * 1000 + int(micros) // 1000
+
+    def pin_clock(self) -> None:
+        """Hold the queue's clock at the model's: the scripts read TIME + clock_offset, so the
+        offset also takes back the real time that passed since the example began. What is left
+        is the time one step takes (milliseconds), however slow the machine."""
+        offset = self.base_ms + round(self.m.now * 1000) - self.server_ms()
+        self.raw.hset(self.meta, "clock_offset", offset)
 
     @initialize()
     def start(self) -> None:
@@ -137,6 +151,7 @@ class QueueMachine(RuleBasedStateMachine):
 
     def step(self) -> None:
         _runs["steps"] += 1
+        self.pin_clock()
 
     # -------------------------------------------------------------------- produce
 
@@ -313,13 +328,14 @@ class QueueMachine(RuleBasedStateMachine):
     @rule(seconds=st.sampled_from([3, 7, 31]))
     def advance(self, seconds: int) -> None:
         self.step()
-        self.raw.hincrby(self.meta, "clock_offset", seconds * 1000)
         self.m.now += seconds
+        self.pin_clock()
 
     # -------------------------------------------------------------------- observe
 
     @invariant()
     def observable_state_matches(self) -> None:
+        self.pin_clock()
         s = self.q.stats()
         counts = {st_: len(self.m.in_state(st_)) for st_ in
                   (State.PENDING, State.DELAYED, State.LEASED, State.DEAD)}
