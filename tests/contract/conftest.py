@@ -39,7 +39,7 @@ class AclTarget(ServerTarget):
         self.user, self.password = f"contract-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
         backend.client().execute_command(
             "ACL", "SETUSER", self.user, "reset", "on", f">{self.password}",
-            "~leaseq:{t-*}:*", "resetchannels", "-@all", "+evalsha", "+eval", "+bzpopmin",
+            "~leaseq:{t-*}:*", "resetchannels", "-@all", "+fcall", "+evalsha", "+eval", "+bzpopmin",
             "+ping", *SCRIPT_COMMANDS)
 
     def client(self, **kw: Any) -> Any:

@@ -39,7 +39,7 @@ import leaseq
 import leaseq.aio
 from leaseq import FailOutcome, Item, ItemState, Lease, Peeked, State, Stats
 from leaseq.keys import QueueKeys
-from leaseq.scripts import script
+from leaseq.scripts import library, load_library, script
 from tests.faults import MOMENTS, CuttingProxy, Moment
 
 SOCKET_TIMEOUT = 0.25  # a stalled reply costs this much per cell
@@ -273,12 +273,19 @@ def bench(valkey_server: Any) -> Iterator[Bench]:
 
 
 def load_scripts(raw: Any) -> None:
-    """Cache every script, so the broken EVALSHA runs (a NOSCRIPT reply being cut would test
-    nothing)."""
+    """Load the library and cache every script, so the broken call runs (a "function not
+    found" or NOSCRIPT reply being cut would test nothing)."""
+    assert load_library(raw)
     have = raw.script_exists(*(script(name).sha for name in SCRIPTS))
     for name, cached in zip(SCRIPTS, have, strict=True):
         if not cached:
             raw.script_load(script(name).source)
+
+
+def wire(name: str) -> bytes:
+    """What identifies a call of script ``name`` on the wire: queues call engine scripts as
+    functions of the leaseq library (FCALL)."""
+    return library().functions[name].encode()
 
 
 def retry_kw(retry: bool, asyncio_face: bool) -> dict[str, Any]:
@@ -335,7 +342,7 @@ def run_cell(b: Bench, face: str, op: Op, moment: Moment, retry: bool) -> None:
     leases = b.prepare(name, op)
     assert snapshot(b.raw, name) == ref.before
     cuts = b.proxy.cuts
-    b.proxy.arm(script(op.script).sha.encode(), moment)
+    b.proxy.arm(wire(op.script), moment)
     try:
         answer, error = norm(CALLERS[face](b, name, op, leases, retry)), None
     except leaseq.LeaseqConnectionError as exc:
@@ -402,7 +409,7 @@ def interleave(b: Bench, name: str, op_script: str, during: Callable[[leaseq.Que
     other = leaseq.Queue(name, b.raw, **QUEUE_KW)
     client = redis.Redis(port=b.proxy.port, socket_timeout=SOCKET_TIMEOUT)
     try:
-        b.proxy.arm(script(op_script).sha.encode(), "after", during=lambda: during(other))
+        b.proxy.arm(wire(op_script), "after", during=lambda: during(other))
         return call(leaseq.Queue(name, client, **QUEUE_KW))
     finally:
         b.proxy.disarm()

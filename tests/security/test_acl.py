@@ -54,6 +54,7 @@ def worker_acl(queue: str, user: str, password: str) -> list[str]:
         f"~leaseq:{{{queue}}}:*",
         "resetchannels",
         "-@all",
+        "+fcall",
         "+evalsha",
         "+eval",
         "+bzpopmin",

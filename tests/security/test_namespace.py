@@ -82,7 +82,8 @@ def confined_user(admin: Any, port: int, name: str) -> tuple[str, redis.Redis]:
     password = uuid.uuid4().hex
     admin.execute_command("ACL", "SETUSER", user, "reset", "on", f">{password}",
                           acl_pattern(name),
-                          "resetchannels", "-@all", "+evalsha", "+eval", "+bzpopmin", "+ping",
+                          "resetchannels", "-@all", "+fcall", "+evalsha", "+eval", "+bzpopmin",
+                          "+ping",
                           *SCRIPT_COMMANDS)
     return user, redis.Redis(port=port, username=user, password=password)
 
