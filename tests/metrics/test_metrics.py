@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from leaseq import Lease, Queue
 from leaseq import metrics as M
 from leaseq.server import ServerProcess
-from leaseq.worker import JobResult, Retry, Worker
+from leaseq.worker import JobResult, Outcome, Retry, Worker
 
 ROOT = Path(__file__).resolve().parents[2]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -303,3 +303,33 @@ def test_worker_command_needs_a_free_metrics_port_range() -> None:
     r = CliRunner().invoke(cli, ["worker", "json:loads", "--queue", "q", "--processes", "2",
                                  "--metrics-port", "0", "--url", "redis://127.0.0.1:1"])
     assert r.exit_code == 2 and "cannot be combined" in r.output
+
+
+def test_grafana_dashboard_uses_only_exposed_metric_names(valkey_server: ServerProcess,
+                                                          queue_name: str,
+                                                          uninstrument: None) -> None:
+    import json
+    import re
+
+    M.instrument()
+    with Queue(queue_name, url=valkey_server.url) as q:
+        q.add("x")
+        lease = q.lease(block=False)
+        assert lease is not None
+        with M.worker_metrics().job_hook(lease) as timer:
+            pass
+        timer.settled(JobResult(lease, Outcome.COMPLETED, None, 0.0))
+    exposed = {name for name, _ in parse(_render(valkey_server, queue_name))}
+    board = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    used = {name for panel in board["panels"] for t in panel["targets"]
+            for name in re.findall(r"\bleaseq_[a-z_]+", t["expr"])}
+    used |= set(re.findall(r"\bleaseq_[a-z_]+",
+                           json.dumps(board["templating"])))
+    assert used and used <= exposed, used - exposed
+    # every exposed family appears on the board, except the rarely useful ones
+    families_used = {re.sub(r"_(bucket|count|sum)$", "", n) for n in used}
+    families_exposed = {re.sub(r"_(bucket|count|sum)$", "", n) for n in exposed}
+    rare = {f"leaseq_items_{n}_total" for n in ("leased", "requeued", "removed", "purged",
+                                                 "dead_purged")} | {
+        "leaseq_queue_leases_expired"}
+    assert families_exposed - families_used == rare
