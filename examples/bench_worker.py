@@ -61,9 +61,13 @@ async def worker_consume(url: str, n: int, concurrency: int, handler: Any) -> fl
             worker.stop()
 
     worker = Worker(name, handler, url=url, concurrency=concurrency, on_result=count)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     await worker.run()
+    CPU_US[(concurrency, handler.__name__)] = (time.process_time() - c0) / n * 1e6
     return n / (time.perf_counter() - t0)
+
+
+CPU_US: dict[tuple[int, str], float] = {}  # this process's CPU time per item, microseconds
 
 
 def main() -> None:
@@ -93,9 +97,11 @@ def main() -> None:
         print(f"batched consume (lease_many(100) + complete_many): {raw:10,.0f} items/s")
         for c in (1, 50, args.concurrency):
             rate = asyncio.run(worker_consume(url, args.items, c, noop))
-            print(f"worker, async no-op, concurrency {c:4d}:            {rate:10,.0f} items/s")
+            print(f"worker, async no-op, concurrency {c:4d}:            {rate:10,.0f} items/s"
+                  f"  ({CPU_US[(c, 'noop')]:5.1f} us CPU/item in the worker)")
         rate = asyncio.run(worker_consume(url, args.items // 4, 16, sync_noop))
-        print(f"worker, sync no-op, concurrency 16 (threads):     {rate:10,.0f} items/s")
+        print(f"worker, sync no-op, concurrency 16 (threads):     {rate:10,.0f} items/s"
+              f"  ({CPU_US[(16, 'sync_noop')]:5.1f} us CPU/item in the worker)")
     finally:
         if server is not None:
             server.close()
