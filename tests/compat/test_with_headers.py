@@ -52,3 +52,26 @@ def test_aiopyrq_with_headers(valkey_server: Any, queue_name: str, stamped: list
 def test_torrelque_with_headers(server: Any, queue_name: str, stamped: list[int],
                                 case: Callable[..., None]) -> None:
     case(server, queue_name)
+
+
+@pytest.mark.parametrize("server", ["valkey"], indirect=True)
+def test_torrelque_requeue_keeps_the_headers(server: Any, queue_name: str,
+                                             stamped: list[int]) -> None:
+    from leaseq import Queue
+    from leaseq.compat.torrelque import Torrelque
+
+    async def body(client: Any) -> None:
+        q = Torrelque(client, queue=queue_name)
+        task_id = await q.enqueue({"x": 1})
+        await q.dequeue(timeout=1)
+        await q.requeue(task_id, task_timeout=5)  # rewrites the stored payload
+        assert await q.dequeue(timeout=1) == (task_id, {"x": 1})
+
+    T.run(server, body)
+    with Queue(queue_name, server.client()) as plain:
+        assert plain.state(task_id_of(plain)).headers == {"traceparent": TRACEPARENT}
+
+
+def task_id_of(q: Any) -> str:
+    (leased,) = q.peek(which="leased")
+    return leased.id  # type: ignore[no-any-return]
