@@ -36,6 +36,8 @@ class WorkerMetrics(Collector):
             "leaseq_queue_wait_seconds",
             "Time from add (producer's clock) to first lease (server's clock).",
             ["queue"], registry=None, buckets=WAIT_BUCKETS)
+        self._durations: dict[tuple[str, str], Any] = {}  # label children, cached
+        self._waits: dict[str, Any] = {}
 
     def collect(self) -> Iterator[Metric]:
         yield from self.job_duration.collect()
@@ -49,8 +51,17 @@ class WorkerMetrics(Collector):
         stamp = lease.headers.get(ADDED_HEADER)
         if stamp is None or not stamp.isdigit():
             return
-        self.queue_wait.labels(lease.queue).observe(max(0.0, (lease.leased_ms - int(stamp))
-                                                        / 1000.0))
+        child = self._waits.get(lease.queue)
+        if child is None:
+            child = self._waits[lease.queue] = self.queue_wait.labels(lease.queue)
+        child.observe(max(0.0, (lease.leased_ms - int(stamp)) / 1000.0))
+
+    def observe_duration(self, queue: str, outcome: str, seconds: float) -> None:
+        """Record one job's handler run time."""
+        child = self._durations.get((queue, outcome))
+        if child is None:
+            child = self._durations[(queue, outcome)] = self.job_duration.labels(queue, outcome)
+        child.observe(seconds)
 
     def job_hook(self, lease: Lease) -> _Timer:
         return _Timer(self, lease)
@@ -75,7 +86,7 @@ class _Timer:
 
     def settled(self, result: Any) -> None:
         took = (self.end or time.perf_counter()) - self.start  # a timed-out thread: so far
-        self.metrics.job_duration.labels(self.lease.queue, str(result.outcome)).observe(took)
+        self.metrics.observe_duration(self.lease.queue, str(result.outcome), took)
 
 
 def added_at() -> Mapping[str, str]:
