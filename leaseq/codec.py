@@ -141,6 +141,12 @@ def wrap(headers: Mapping[str, str], inner: bytes) -> bytes:
     return b"%b%d:%b%b" % (HEADERS, len(blob), blob, inner)
 
 
+def rewrap(blob: bytes, inner: bytes) -> bytes:
+    """``inner`` in an envelope with headers already encoded (``blob``, as :func:`split` gave
+    them); ``inner`` itself when ``blob`` is empty."""
+    return b"%b%d:%b%b" % (HEADERS, len(blob), blob, inner) if blob else inner
+
+
 def split(stored: bytes) -> tuple[bytes, bytes]:
     """(the headers' JSON, the inner payload) of a stored payload; ``b""`` for the first when
     it has no envelope. Raises SerializationError on a malformed envelope."""

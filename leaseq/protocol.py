@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from .codec import HEADERS, Codec, content_id, parse_headers, split, wrap
+from .codec import HEADERS, Codec, content_id, parse_headers, rewrap, split, wrap
 from .errors import InvalidArgument, InvalidToken, SerializationError
 from .keys import QueueKeys, validate_id
 from .models import (
@@ -344,8 +344,8 @@ def giveback(cfg: Config, lease: Lease | str, token: str | None, delay: float,
     """Validate one requeue: a Lease (or id and token) names that lease; a bare id names
     whatever lease the item has now. A new payload keeps a Lease's headers."""
     payload = b"" if data is KEEP else cfg.codec.encode(data)
-    if payload and isinstance(lease, Lease) and lease.headers:
-        payload = wrap(lease.headers, payload)
+    if payload and isinstance(lease, Lease):
+        payload = rewrap(lease._hraw, payload)
     return (target(lease, token), ms(delay, "delay", zero=True), payload)
 
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from leaseq import InvalidHeader, SerializationError
-from leaseq.codec import Codec, content_id, parse_headers, split, wrap
+from leaseq.codec import Codec, content_id, parse_headers, rewrap, split, wrap
 from leaseq.protocol import headers_of, unwrap
 
 codec = Codec()
@@ -32,6 +32,8 @@ def test_envelope_round_trips(value: Any, headers: dict[str, str]) -> None:
     decoded = codec.decode(stored)
     assert decoded == value and type(decoded) is type(value)
     assert content_id(stored) == content_id(inner)
+    other = codec.encode("replacement")
+    assert rewrap(blob, other) == wrap(headers, other)  # a new payload, the same headers
 
 
 def test_envelope_layout() -> None:
