@@ -253,45 +253,70 @@ def _render(server: ServerProcess, name: str) -> str:
     return generate_latest(M.registry(url=server.url, queues=[name])).decode()
 
 
+def free_ports(n: int) -> int:
+    """A port p with p .. p + n - 1 free right now."""
+    for _ in range(50):
+        base = free_port()
+        socks = []
+        try:
+            for i in range(n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", base + i))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise AssertionError("no run of free ports")
+
+
+@pytest.mark.parametrize("processes", [None, 2])
 def test_worker_command_serves_metrics(valkey_server: ServerProcess, queue_name: str,
-                                       tmp_path: Path) -> None:
+                                       tmp_path: Path, processes: int | None) -> None:
     with Queue(queue_name, url=valkey_server.url) as q:
         q.add_many({"n": i} for i in range(30))
         q.add_many([{"fail": True, "n": i} for i in range(4)])
-        port = free_port()
+        port = free_ports(processes or 1)
+        urls = [f"http://127.0.0.1:{port + i}/metrics" for i in range(processes or 1)]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
         env.pop("LEASEQ_URL", None)
         log = (tmp_path / "worker.log").open("w")
+        more = ["--processes", str(processes)] if processes else []
         proc = subprocess.Popen(
             [sys.executable, "-m", "leaseq.cli", "worker", "metrics.jobs:flaky", "--queue",
              q.name, "--url", valkey_server.url, "--max-attempts", "1", "-c", "4",
-             "--metrics-port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=log)
+             "--metrics-port", str(port), *more], cwd=ROOT, env=env, stdout=log, stderr=log)
+
+        def jobs(outcome: str) -> float:
+            # the worker processes' histograms, summed over their endpoints
+            return sum(value(s, "leaseq_job_duration_seconds_count", queue=q.name,
+                             outcome=outcome) or 0 for s in per_port)
+
         try:
-            url = f"http://127.0.0.1:{port}/metrics"
-            samples: Samples = {}
+            per_port: list[Samples] = []
             end = time.monotonic() + 30
             while time.monotonic() < end:
                 try:
-                    samples = scrape(url)
+                    per_port = [scrape(u) for u in urls]
                 except OSError:
-                    samples = {}
-                done = sum(value(samples, "leaseq_job_duration_seconds_count", queue=q.name,
-                                 outcome=o) or 0 for o in ("completed", "dead"))
-                if done == 34:
+                    per_port = []
+                if jobs("completed") + jobs("dead") == 34:
                     break
                 time.sleep(0.1)
-            assert value(samples, "leaseq_job_duration_seconds_count", queue=q.name,
-                         outcome="completed") == 30, (tmp_path / "worker.log").read_text()
-            assert value(samples, "leaseq_job_duration_seconds_count", queue=q.name,
-                         outcome="dead") == 4
-            assert value(samples, "leaseq_items_dead_lettered_total", queue=q.name) == 4
-            expect_matches_stats(scrape(url), q)
-            # only the worker's own queue is exposed
-            assert {dict(k[1]).get("queue") for k in samples if k[0] == "leaseq_queue_pending"
-                    } == {q.name}
+            assert jobs("completed") == 30, (tmp_path / "worker.log").read_text()
+            assert jobs("dead") == 4
+            for url in urls:
+                samples = scrape(url)
+                assert value(samples, "leaseq_items_dead_lettered_total", queue=q.name) == 4
+                expect_matches_stats(samples, q)
+                # only the worker's own queue is exposed
+                assert {dict(k[1]).get("queue") for k in samples
+                        if k[0] == "leaseq_queue_pending"} == {q.name}
         finally:
             proc.send_signal(signal.SIGTERM)
-            assert proc.wait(30) == 0
+            assert proc.wait(40) == 0
             log.close()
 
 
