@@ -5,7 +5,8 @@
   ``_delayed``, ``_leased``, ``_dead``, ``_delayed_due``, ``_leases_expired`` and counters
   ``leaseq_items_{added,leased,completed,failed,retried,expired,dead_lettered,requeued,
   removed,purged,dead_purged}_total`` from each queue's lifetime counters (kept on the server:
-  they survive worker restarts), all labelled ``queue``.
+  they survive worker restarts), all labelled ``queue``; ``leaseq_queue_up{queue}`` is 0 for a
+  queue whose stats could not be read (the scrape goes on without it).
 * Worker histograms (this process's jobs, after :func:`instrument`):
   ``leaseq_job_duration_seconds{queue,outcome}`` and ``leaseq_queue_wait_seconds{queue}``.
 
@@ -26,10 +27,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from ._queues import (
     QueueCollector,
+    Unreadable,
     aread_stats,
+    ascrape,
     families,
     queue_names,
     read_stats,
+    scrape,
 )
 from ._worker import (
     ADDED_HEADER,
@@ -42,14 +46,17 @@ from ._worker import (
 __all__ = [
     "ADDED_HEADER",
     "QueueCollector",
+    "Unreadable",
     "WorkerMetrics",
     "aread_stats",
+    "ascrape",
     "asgi_app",
     "families",
     "instrument",
     "queue_names",
     "read_stats",
     "registry",
+    "scrape",
     "serve",
     "worker_metrics",
 ]
@@ -92,7 +99,8 @@ def asgi_app(client: Any, *, queues: Sequence[str] | None = None
     ``queues``), read fresh at each request, plus this process's worker histograms.
 
     ``client`` is a redis-py client, asyncio (read on the loop) or sync (read on a thread).
-    A read that fails answers 503 with the error."""
+    A server that cannot be reached answers 503 with the error; a queue whose stats script
+    fails is left out, with ``leaseq_queue_up`` 0."""
     from ..connection import async_client, sync_client
 
     conn = async_client(client) if _is_async(client) else sync_client(client)
@@ -100,11 +108,13 @@ def asgi_app(client: Any, *, queues: Sequence[str] | None = None
 
     async def render() -> bytes:
         if _is_async(conn):
-            stats = await aread_stats(conn, names)
+            stats, failed = await ascrape(conn, names)
         else:
-            stats = await asyncio.to_thread(read_stats, conn, names)
+            stats, failed = await asyncio.to_thread(scrape, conn, names)
+        for u in failed:
+            log.warning("metrics: cannot read queue %r: %s", u.queue, u.error)
         reg = CollectorRegistry(auto_describe=False)
-        reg.register(_Fixed(families(stats)))
+        reg.register(_Fixed(families(stats, failed)))
         reg.register(_WorkerProxy())
         return generate_latest(reg)
 

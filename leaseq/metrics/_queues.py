@@ -3,7 +3,9 @@ them into Prometheus metric families."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -15,8 +17,11 @@ from redis.cluster import RedisCluster
 from .. import protocol as P
 from .. import scripts
 from ..codec import Codec
+from ..errors import LeaseqConnectionError, LeaseqError
 from ..keys import META_SCAN_PATTERN, QueueKeys, name_from_meta_key
 from ..models import Backoff, Stats
+
+log = logging.getLogger("leaseq.metrics")
 
 GAUGES = (
     ("pending", "Items ready to be leased."),
@@ -68,64 +73,124 @@ def _noscript(reply: object) -> bool:
         isinstance(reply, rex.ResponseError) and str(reply).startswith("NOSCRIPT"))
 
 
-def read_stats(client: Any, queues: Sequence[str] | None = None) -> list[Stats]:
-    """The stats of ``queues`` (default: every queue found) from a sync client: one pipelined
-    round trip for them all on a single server, one round trip per queue on a cluster."""
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A queue whose stats script failed (a corrupted key, an ACL refusing it)."""
+
+    queue: str
+    error: LeaseqError
+
+
+def _one_failed(name: str, exc: Exception) -> Unreadable:
+    mapped = scripts.translate(exc)
+    if not isinstance(mapped, LeaseqError) or isinstance(mapped, LeaseqConnectionError):
+        raise mapped from exc  # the server, not the queue: the whole read fails
+    return Unreadable(name, mapped)
+
+
+def scrape(client: Any, queues: Sequence[str] | None = None
+           ) -> tuple[list[Stats], list[Unreadable]]:
+    """The stats of ``queues`` (default: every queue found) from a sync client, and the queues
+    that could not be read: one pipelined round trip for them all on a single server, one round
+    trip per queue on a cluster. A connection failure raises."""
     names = queue_names(client) if queues is None else list(queues)
-    calls = [P.stats(_config(n)) for n in names]
-    if not calls:
-        return []
+    calls = [(n, P.stats(_config(n))) for n in names]
+    stats: list[Stats] = []
+    failed: list[Unreadable] = []
     if isinstance(client, RedisCluster):
-        return [c.parse(scripts.run(client, c.script, c.keys, c.args)) for c in calls]
-    sha = scripts.script("stats").sha
-    pipe = client.pipeline(transaction=False)
-    for c in calls:
-        pipe.execute_command("EVALSHA", sha, len(c.keys), *c.keys, *c.args)
-    try:
-        replies = pipe.execute(raise_on_error=False)
-    except Exception as exc:
-        raise scripts.translate(exc) from exc
-    out = []
-    for c, reply in zip(calls, replies, strict=True):
-        if _noscript(reply):  # a fresh server: this run loads the script for the next scrape
-            reply = scripts.run(client, c.script, c.keys, c.args)
-        elif isinstance(reply, Exception):
-            raise scripts.translate(reply) from reply
-        out.append(c.parse(reply))
-    return out
+        for name, c in calls:
+            try:
+                stats.append(c.parse(scripts.run(client, c.script, c.keys, c.args)))
+            except LeaseqError as exc:
+                failed.append(_one_failed(name, exc))
+        return stats, failed
+    replies = []
+    if calls:
+        sha = scripts.script("stats").sha
+        pipe = client.pipeline(transaction=False)
+        for _, c in calls:
+            pipe.execute_command("EVALSHA", sha, len(c.keys), *c.keys, *c.args)
+        try:
+            replies = pipe.execute(raise_on_error=False)
+        except Exception as exc:
+            raise scripts.translate(exc) from exc
+    for (name, c), reply in zip(calls, replies, strict=True):
+        try:
+            if _noscript(reply):  # a fresh server: this loads the script for the next scrape
+                reply = scripts.run(client, c.script, c.keys, c.args)
+            elif isinstance(reply, Exception):
+                raise reply
+            stats.append(c.parse(reply))
+        except Exception as exc:
+            failed.append(_one_failed(name, exc))
+    return stats, failed
+
+
+async def ascrape(client: Any, queues: Sequence[str] | None = None
+                  ) -> tuple[list[Stats], list[Unreadable]]:
+    """:func:`scrape` for an asyncio client."""
+    names = await aqueue_names(client) if queues is None else list(queues)
+    calls = [(n, P.stats(_config(n))) for n in names]
+    stats: list[Stats] = []
+    failed: list[Unreadable] = []
+    if isinstance(client, AsyncRedisCluster):
+        for name, c in calls:
+            try:
+                stats.append(c.parse(await scripts.arun(client, c.script, c.keys, c.args)))
+            except LeaseqError as exc:
+                failed.append(_one_failed(name, exc))
+        return stats, failed
+    replies = []
+    if calls:
+        sha = scripts.script("stats").sha
+        pipe = client.pipeline(transaction=False)
+        for _, c in calls:
+            pipe.execute_command("EVALSHA", sha, len(c.keys), *c.keys, *c.args)
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+        except Exception as exc:
+            raise scripts.translate(exc) from exc
+    for (name, c), reply in zip(calls, replies, strict=True):
+        try:
+            if _noscript(reply):
+                reply = await scripts.arun(client, c.script, c.keys, c.args)
+            elif isinstance(reply, Exception):
+                raise reply
+            stats.append(c.parse(reply))
+        except Exception as exc:
+            failed.append(_one_failed(name, exc))
+    return stats, failed
+
+
+def read_stats(client: Any, queues: Sequence[str] | None = None) -> list[Stats]:
+    """:func:`scrape`, raising the error of the first queue that could not be read."""
+    stats, failed = scrape(client, queues)
+    if failed:
+        raise failed[0].error
+    return stats
 
 
 async def aread_stats(client: Any, queues: Sequence[str] | None = None) -> list[Stats]:
     """:func:`read_stats` for an asyncio client."""
-    names = await aqueue_names(client) if queues is None else list(queues)
-    calls = [P.stats(_config(n)) for n in names]
-    if not calls:
-        return []
-    if isinstance(client, AsyncRedisCluster):
-        return [c.parse(await scripts.arun(client, c.script, c.keys, c.args)) for c in calls]
-    sha = scripts.script("stats").sha
-    pipe = client.pipeline(transaction=False)
-    for c in calls:
-        pipe.execute_command("EVALSHA", sha, len(c.keys), *c.keys, *c.args)
-    try:
-        replies = await pipe.execute(raise_on_error=False)
-    except Exception as exc:
-        raise scripts.translate(exc) from exc
-    out = []
-    for c, reply in zip(calls, replies, strict=True):
-        if _noscript(reply):
-            reply = await scripts.arun(client, c.script, c.keys, c.args)
-        elif isinstance(reply, Exception):
-            raise scripts.translate(reply) from reply
-        out.append(c.parse(reply))
-    return out
+    stats, failed = await ascrape(client, queues)
+    if failed:
+        raise failed[0].error
+    return stats
 
 
-def families(stats: Iterable[Stats]) -> list[Metric]:
+def families(stats: Iterable[Stats], unreadable: Iterable[Unreadable] = ()) -> list[Metric]:
     """Gauges ``leaseq_queue_<size>{queue}`` and counters ``leaseq_items_<name>_total{queue}``
-    for the given stats."""
+    for the given stats, and ``leaseq_queue_up{queue}``: 1 for those, 0 for the queues that
+    could not be read (which get no other series)."""
     rows = list(stats)
-    out: list[Metric] = []
+    up = GaugeMetricFamily("leaseq_queue_up",
+                           "1 if the queue's stats were read in this scrape, 0 if its "
+                           "script failed (corrupted keys, ACL).", labels=["queue"])
+    for s in rows:
+        up.add_metric([s.queue], 1.0)
+    for u in unreadable:
+        up.add_metric([u.queue], 0.0)
+    out: list[Metric] = [up]
     for attr, doc in GAUGES:
         g = GaugeMetricFamily(f"leaseq_queue_{attr}", doc, labels=["queue"])
         for s in rows:
@@ -150,7 +215,10 @@ class QueueCollector(Collector):
         self.queues = None if queues is None else [QueueKeys.of(q).name for q in queues]
 
     def collect(self) -> Iterator[Metric]:
-        yield from families(read_stats(self.client, self.queues))
+        stats, failed = scrape(self.client, self.queues)
+        for u in failed:
+            log.warning("metrics: cannot read queue %r: %s", u.queue, u.error)
+        yield from families(stats, failed)
 
 
 class Fixed(Collector):

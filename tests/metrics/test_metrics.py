@@ -20,8 +20,10 @@ import pytest
 import redis.asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
+import leaseq
 from leaseq import Lease, Queue
 from leaseq import metrics as M
+from leaseq.keys import QueueKeys
 from leaseq.server import ServerProcess
 from leaseq.worker import JobResult, Outcome, Retry, Worker
 
@@ -185,6 +187,39 @@ def test_scrape_after_script_flush_and_when_the_server_is_down(valkey_server: Se
     with pytest.raises(Exception, match=r"Connection refused|connect"):
         M.read_stats(down)
     assert asyncio.run(_aread_none(valkey_server)) == []
+
+
+@pytest.mark.parametrize("server", ["valkey", "cluster"], indirect=True)
+def test_a_corrupted_queue_is_reported_down_and_the_others_still_read(
+        server: Any, queue_name: str) -> None:
+    q, dq = run_workload(server.client(), queue_name)
+    broken = Queue(f"{queue_name}-broken", server.client())
+    broken.add("x")
+    server.client().set(QueueKeys.of(broken.name).pending, "not a zset")
+    try:
+        check_broken_queue(server, q, dq, broken)
+    finally:  # other tests list every queue of the shared server
+        server.client().delete(*QueueKeys.of(broken.name).all_fixed)
+
+
+def check_broken_queue(server: Any, q: Queue, dq: Queue, broken: Queue) -> None:
+    for client in (server.client(), None):
+        if client is None:
+            status, _, body = asyncio_scrape(server)
+        else:
+            status, _, body = asgi_get(M.asgi_app(client))
+        assert status == 200
+        samples = parse(body.decode())
+        assert value(samples, "leaseq_queue_up", queue=broken.name) == 0
+        assert value(samples, "leaseq_queue_pending", queue=broken.name) is None
+        assert value(samples, "leaseq_queue_up", queue=q.name) == 1
+        expect_matches_stats(samples, q)
+        expect_matches_stats(samples, dq)
+    with pytest.raises(leaseq.ScriptError, match="WRONGTYPE"):
+        M.read_stats(server.client(), [q.name, broken.name])
+    stats, failed = M.scrape(server.client(), [q.name, broken.name])
+    assert [s.queue for s in stats] == [q.name]
+    assert [u.queue for u in failed] == [broken.name]
 
 
 async def _aread_none(server: ServerProcess) -> list[Any]:
@@ -356,5 +391,5 @@ def test_grafana_dashboard_uses_only_exposed_metric_names(valkey_server: ServerP
     families_exposed = {re.sub(r"_(bucket|count|sum|created)$", "", n) for n in exposed}
     rare = {f"leaseq_items_{n}_total" for n in ("leased", "requeued", "removed", "purged",
                                                  "dead_purged")} | {
-        "leaseq_queue_leases_expired"}
+        "leaseq_queue_leases_expired", "leaseq_queue_up"}
     assert families_exposed - families_used == rare
