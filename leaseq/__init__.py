@@ -8,6 +8,7 @@ from .codec import JsonSerializer, Serializer
 from .errors import (
     IdExists,
     InvalidArgument,
+    InvalidHeader,
     InvalidId,
     InvalidQueueName,
     InvalidToken,
@@ -40,6 +41,7 @@ __all__ = [
     "FailOutcome",
     "IdExists",
     "InvalidArgument",
+    "InvalidHeader",
     "InvalidId",
     "InvalidQueueName",
     "InvalidToken",

@@ -38,6 +38,11 @@ class PayloadTooLarge(LeaseqError, ValueError):
     """The encoded payload is larger than the queue's ``max_payload``."""
 
 
+class InvalidHeader(LeaseqError, ValueError):
+    """An item header is not a str name (1-256 printable characters) with a str value, or
+    there are too many or too large ones."""
+
+
 class InvalidToken(LeaseqError, ValueError):
     """A lease token is malformed or belongs to another item."""
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import enum
 import random
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .codec import Codec
+from .codec import NO_HEADERS, Codec, parse_headers
 
 
 class State(enum.StrEnum):
@@ -43,20 +44,22 @@ class Lease:
     """A leased item: its id, payload, attempt number and the token that fences it.
 
     ``token`` names the item's incarnation and this lease (``"<inc>.<lease>.<crc of id>"``): pass
-    it, with the id, to finish the item from another process. ``deadline_ms`` is on the server's
-    clock. ``data`` is decoded on first access (a payload that cannot be decoded raises
+    it, with the id, to finish the item from another process. ``deadline_ms`` and
+    ``leased_ms`` (when the server granted the lease; 0 if unknown) are on the server's clock.
+    ``payload`` is the stored value without its headers. ``data`` and ``headers`` are decoded on
+    first access (a payload that cannot be decoded raises
     :class:`~leaseq.errors.SerializationError` there, so a worker can fail the item instead of
     losing it).
     """
 
-    __slots__ = ("_codec", "_data", "attempt", "deadline_ms", "id", "inc", "lease_no",
-                 "payload", "queue")
+    __slots__ = ("_codec", "_data", "_headers", "_hraw", "attempt", "deadline_ms", "id", "inc",
+                 "lease_no", "leased_ms", "payload", "queue")
 
     _MISSING: Any = object()
 
     def __init__(
         self, queue: str, id: str, payload: bytes, attempt: int, inc: int, lease_no: int,
-        deadline_ms: int, codec: Codec,
+        deadline_ms: int, codec: Codec, headers: bytes = b"", leased_ms: int = 0,
     ) -> None:
         self.queue = queue
         self.id = id
@@ -65,8 +68,11 @@ class Lease:
         self.inc = inc
         self.lease_no = lease_no
         self.deadline_ms = deadline_ms
+        self.leased_ms = leased_ms
         self._codec = codec
         self._data: Any = Lease._MISSING
+        self._hraw = headers
+        self._headers: Mapping[str, str] | None = None
 
     @property
     def token(self) -> str:
@@ -79,6 +85,13 @@ class Lease:
         if self._data is Lease._MISSING:
             self._data = self._codec.decode(self.payload)
         return self._data
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The headers the item was added with (read-only; empty when none)."""
+        if self._headers is None:
+            self._headers = parse_headers(self._hraw) if self._hraw else NO_HEADERS
+        return self._headers
 
     def __repr__(self) -> str:
         return (
@@ -95,6 +108,7 @@ class Item:
     id: str | None = None
     delay: float | None = None
     priority: int = 0
+    headers: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +141,8 @@ class ItemState:
     has_result: bool = False
     result: Any = None
     now_ms: int = 0
-    payload: bytes | None = None  # the stored payload while the item exists
+    payload: bytes | None = None  # the stored payload (without headers) while the item exists
+    headers: Mapping[str, str] = field(default_factory=dict)  # the item's headers, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +179,7 @@ class Peeked:
     inc: int
     lease_no: int
     codec: Codec = field(repr=False, compare=False)
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def data(self) -> Any:

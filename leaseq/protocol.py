@@ -12,12 +12,12 @@ import math
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from .codec import Codec, content_id
-from .errors import InvalidArgument, InvalidToken
+from .codec import HEADERS, Codec, content_id, parse_headers, rewrap, split, wrap
+from .errors import InvalidArgument, InvalidToken, SerializationError
 from .keys import QueueKeys, validate_id
 from .models import (
     AddResult,
@@ -142,10 +142,14 @@ Entry = tuple[str, bytes, int, int, bool]  # id, payload, priority, delay_ms, id
 
 
 def entry(cfg: Config, value: Any, item_id: str | None = None, delay: float | None = None,
-          priority: int = 0) -> Entry:
-    """Validate and encode one item to add."""
+          priority: int = 0, headers: Mapping[str, str] | None = None) -> Entry:
+    """Validate and encode one item to add (an :class:`Item`'s own headers win over
+    ``headers``); a content id is taken from the payload without its headers."""
     if isinstance(value, Item):
+        own = value.headers
         value, item_id, delay, priority = value.data, value.id, value.delay, value.priority
+        if own:
+            headers = {**headers, **own} if headers else own
     payload = cfg.codec.encode(value)
     if isinstance(priority, bool) or not isinstance(priority, int) or not (
         -MAX_PRIORITY <= priority <= MAX_PRIORITY
@@ -153,10 +157,38 @@ def entry(cfg: Config, value: Any, item_id: str | None = None, delay: float | No
         raise InvalidArgument(f"priority must be an int from -1000 to 1000, not {priority!r}")
     delay_ms = 0 if delay is None else ms(delay, "delay", zero=True)
     if item_id is not None:
-        return (validate_id(item_id), payload, priority, delay_ms, False)
-    if cfg.unique_by_content:
-        return (content_id(payload), payload, priority, delay_ms, False)
-    return (uuid.uuid4().hex, payload, priority, delay_ms, True)
+        item_id, generated = validate_id(item_id), False
+    elif cfg.unique_by_content:
+        item_id, generated = content_id(payload), False
+    else:
+        item_id, generated = uuid.uuid4().hex, True
+    if headers:
+        payload = wrap(headers, payload)
+    return (item_id, payload, priority, delay_ms, generated)
+
+
+def unwrap(stored: bytes) -> tuple[bytes, bytes]:
+    """(headers' JSON or b"", payload without headers) of a stored payload read from the
+    server. A malformed envelope is left whole, so decoding it fails where the data is read
+    (a lease is never lost to a parse error)."""
+    if stored[:1] != HEADERS:
+        return b"", stored
+    try:
+        return split(stored)
+    except SerializationError:
+        return b"", stored
+
+
+def headers_of(stored: bytes | None) -> tuple[bytes | None, Mapping[str, str]]:
+    """(payload without headers, headers as a dict) for the read-only snapshots; unreadable
+    headers read as none."""
+    if stored is None or stored[:1] != HEADERS:
+        return stored, {}
+    blob, inner = unwrap(stored)
+    try:
+        return inner, dict(parse_headers(blob))
+    except SerializationError:
+        return inner, {}
 
 
 def add(cfg: Config, entries: Sequence[Entry]) -> Call[list[AddResult]]:
@@ -192,9 +224,11 @@ def _parse_leased(cfg: Config, reply: Sequence[Any], start: int) -> Leased:
     name, codec = cfg.keys.name, cfg.codec
     items = []
     for i in range(start + 3, len(reply), 5):
-        item_id = reply[i].decode("utf-8")
-        items.append(Lease(name, item_id, reply[i + 1], int(reply[i + 2]), int(reply[i + 3]),
-                           int(reply[i + 4]), deadline, codec))
+        item_id, payload, hraw = reply[i].decode("utf-8"), reply[i + 1], b""
+        if payload[:1] == HEADERS:
+            hraw, payload = unwrap(payload)
+        items.append(Lease(name, item_id, payload, int(reply[i + 2]), int(reply[i + 3]),
+                           int(reply[i + 4]), deadline, codec, hraw, now))
     return Leased(items, now, next_due)
 
 
@@ -308,8 +342,10 @@ Giveback = tuple[Target, int, bytes]  # target, delay ms, new payload (b"": keep
 def giveback(cfg: Config, lease: Lease | str, token: str | None, delay: float,
              data: Any = KEEP) -> Giveback:
     """Validate one requeue: a Lease (or id and token) names that lease; a bare id names
-    whatever lease the item has now."""
+    whatever lease the item has now. A new payload keeps a Lease's headers."""
     payload = b"" if data is KEEP else cfg.codec.encode(data)
+    if payload and isinstance(lease, Lease):
+        payload = rewrap(lease._hraw, payload)
     return (target(lease, token), ms(delay, "delay", zero=True), payload)
 
 
@@ -337,6 +373,8 @@ def state(cfg: Config, item_id: str) -> Call[ItemState]:
     def parse(r: list[Any]) -> ItemState:
         code, score = int(r[1]), int(float(r[3] or 0))
         st = STATES.get(code, State.UNKNOWN if code == 0 else State.PENDING)
+        payload, headers = headers_of(r[10] if len(r) > 10 and isinstance(r[10], bytes)
+                                      else None)
         return ItemState(
             id=item_id, state=st, attempts=_i(r[2]), priority=_i(r[5]),
             deadline_ms=score if st is State.LEASED else None,
@@ -344,7 +382,7 @@ def state(cfg: Config, item_id: str) -> Call[ItemState]:
             dead_since_ms=score if st is State.DEAD else None,
             last_error=_s(r[7]), has_result=r[8] == 1,
             result=cfg.codec.decode(r[9]) if r[8] == 1 else None, now_ms=int(r[0]),
-            payload=r[10] if len(r) > 10 and isinstance(r[10], bytes) else None,
+            payload=payload, headers=headers,
         )
 
     keys = [*cfg.keys.all_fixed, cfg.keys.result(item_id)]
@@ -372,9 +410,12 @@ def peek(cfg: Config, which: str, start: int, n: int) -> Call[tuple[int, list[Pe
         raise InvalidArgument(f"start must be an int >= 0, not {start!r}")
 
     def parse(r: list[Any]) -> tuple[int, list[Peeked]]:
-        rows = [Peeked(r[i].decode("utf-8"), r[i + 1], int(r[i + 2]), int(r[i + 3]),
-                       float(r[i + 4]), _s(r[i + 5]), int(r[i + 6]), int(r[i + 7]), cfg.codec)
-                for i in range(1, len(r), 8)]
+        rows = []
+        for i in range(1, len(r), 8):
+            payload, headers = headers_of(r[i + 1])
+            rows.append(Peeked(r[i].decode("utf-8"), payload or b"", int(r[i + 2]),
+                               int(r[i + 3]), float(r[i + 4]), _s(r[i + 5]), int(r[i + 6]),
+                               int(r[i + 7]), cfg.codec, headers))
         return int(r[0]), rows
 
     return Call("peek", cfg.keys.all_fixed, [which, start, count(n)], parse)

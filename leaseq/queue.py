@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from . import hooks, scripts
 from . import protocol as P
-from . import scripts
 from .base import CHUNK, QueueBase
 from .connection import block_cap, sync_client
 from .models import AddResult, FailOutcome, ItemState, Lease, Peeked, Stats
@@ -35,15 +35,22 @@ class Queue(QueueBase):
     # ------------------------------------------------------------------------------ produce
 
     def add(self, data: Any, *, id: str | None = None, delay: float | None = None,
-            priority: int = 0) -> AddResult:
+            priority: int = 0, headers: Mapping[str, str] | None = None) -> AddResult:
         """Add one item; an id already present (pending, delayed, leased or dead) is left
-        unchanged and the result says so. Higher priority is leased first; FIFO within one."""
-        return self._do(P.add(self.config, [P.entry(self.config, data, id, delay, priority)]))[0]
+        unchanged and the result says so. Higher priority is leased first; FIFO within one.
+        ``headers`` (str -> str, see :attr:`leaseq.Lease.headers`) are stored with the item,
+        over those of the header providers (:mod:`leaseq.hooks`); they never change its id."""
+        hdrs = hooks.headers_for(headers) if headers or hooks.PROVIDERS else None
+        one = P.entry(self.config, data, id, delay, priority, hdrs)
+        return self._do(P.add(self.config, [one]))[0]
 
-    def add_many(self, items: Iterable[Any]) -> list[AddResult]:
+    def add_many(self, items: Iterable[Any], *,
+                 headers: Mapping[str, str] | None = None) -> list[AddResult]:
         """Add many items (values or :class:`leaseq.Item`), 1000 per round trip; every item is
-        validated before anything is sent."""
-        entries = [P.entry(self.config, v) for v in items]
+        validated before anything is sent. ``headers`` go with every item (an Item's own
+        ``headers`` win over them)."""
+        hdrs = hooks.headers_for(headers) if headers or hooks.PROVIDERS else None
+        entries = [P.entry(self.config, v, headers=hdrs) for v in items]
         out: list[AddResult] = []
         for i in range(0, len(entries), CHUNK):
             chunk = self._do(P.add(self.config, entries[i : i + CHUNK]))

@@ -8,11 +8,11 @@ of one queue object share one server-side wait on the wake key.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from .. import hooks, scripts
 from .. import protocol as P
-from .. import scripts
 from ..base import CHUNK, QueueBase
 from ..connection import async_client, block_cap
 from ..errors import LeaseqError
@@ -46,14 +46,17 @@ class Queue(QueueBase):
     # ------------------------------------------------------------------------------ produce
 
     async def add(self, data: Any, *, id: str | None = None, delay: float | None = None,
-                  priority: int = 0) -> AddResult:
+                  priority: int = 0, headers: Mapping[str, str] | None = None) -> AddResult:
         """See :meth:`leaseq.Queue.add`."""
-        one = P.entry(self.config, data, id, delay, priority)
+        hdrs = hooks.headers_for(headers) if headers or hooks.PROVIDERS else None
+        one = P.entry(self.config, data, id, delay, priority, hdrs)
         return await self._batches.submit("add", one, lambda es: P.add(self.config, es))
 
-    async def add_many(self, items: Iterable[Any]) -> list[AddResult]:
+    async def add_many(self, items: Iterable[Any], *,
+                       headers: Mapping[str, str] | None = None) -> list[AddResult]:
         """See :meth:`leaseq.Queue.add_many`."""
-        entries = [P.entry(self.config, v) for v in items]
+        hdrs = hooks.headers_for(headers) if headers or hooks.PROVIDERS else None
+        entries = [P.entry(self.config, v, headers=hdrs) for v in items]
         out: list[AddResult] = []
         for i in range(0, len(entries), CHUNK):
             chunk = await self._do(P.add(self.config, entries[i : i + CHUNK]))

@@ -89,7 +89,8 @@ def _rows(items: list[Peeked], which: str, now_ms: int) -> list[dict[str, Any]]:
         data, bad = decoded(p)
         out.append({"id": p.id, "attempts": p.attempts, "priority": p.priority,
                     "score": p.score, "data": data, "undecodable": bad,
-                    "last_error": p.last_error, "when": _when(p, which, now_ms)})
+                    "last_error": p.last_error, "when": _when(p, which, now_ms),
+                    "headers": dict(p.headers)})
     return out
 
 
@@ -152,6 +153,8 @@ def state(queue: str, item_id: str, as_json: bool, url: str | None) -> None:
         t.add_row("last error", st.last_error)
     if st.has_result:
         t.add_row("result", preview(st.result, 200))
+    for name, value in st.headers.items():
+        t.add_row(f"header {name}", value)
     console.print(t)
 
 

@@ -36,13 +36,18 @@ from .common import Session, console, json_option, mask, print_json, url_option
                    "while jobs are short).")
 @click.option("--idle-exit", type=click.FloatRange(0.01),
               help="Exit (status 0) after this many seconds with nothing to do.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535),
+              help="Serve Prometheus /metrics on this port (needs leaseq[metrics]); with "
+                   "--processes, process i uses port N+i.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="Address the metrics server binds.")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
               default="INFO", show_default=True)
 @url_option
 def worker(handler: str, queue: str, concurrency: int, processes: int | None, lease: float,
            job_timeout: float | None, max_attempts: int, backoff: float, grace: float,
-           prefetch: int | None, idle_exit: float | None, log_level: str,
-           url: str | None) -> None:
+           prefetch: int | None, idle_exit: float | None, metrics_port: int | None,
+           metrics_host: str, log_level: str, url: str | None) -> None:
     """Run MODULE:FUNC on the items of a queue until SIGTERM/^C (graceful: in-flight jobs
     get --grace seconds, the rest is given back; a second signal exits at once).
 
@@ -50,6 +55,15 @@ def worker(handler: str, queue: str, concurrency: int, processes: int | None, le
     kept as the item's result; an exception fails the attempt (leaseq.worker.Retry(delay=)
     asks for a retry delay)."""
     load(handler)  # a bad MODULE:FUNC fails here, with one line
+    if metrics_port is not None:
+        try:
+            import prometheus_client  # noqa: F401
+        except ImportError:
+            raise click.ClickException(
+                "--metrics-port needs prometheus-client: pip install 'leaseq[metrics]'"
+            ) from None
+        if processes and metrics_port == 0:
+            raise click.UsageError("--metrics-port 0 cannot be combined with --processes")
     session = Session(url)
     session.ping()
     code = run_worker(
@@ -57,6 +71,7 @@ def worker(handler: str, queue: str, concurrency: int, processes: int | None, le
         lease=lease, job_timeout=job_timeout, max_attempts=max_attempts,
         backoff=Backoff(base=backoff) if backoff > 0 else Backoff(base=0, jitter=0),
         grace=grace, prefetch=prefetch, idle_exit=idle_exit, log_level=log_level,
+        metrics_port=metrics_port, metrics_host=metrics_host,
     )
     sys.exit(code)
 

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from ..hooks import Entered, JobHookFactory
 from ..models import Lease
 
 Handler = Callable[[Lease], Any]
@@ -50,12 +51,13 @@ class JobContext:
     with :meth:`wait`, which returns early on cancellation.
     """
 
-    __slots__ = ("_event", "lease", "reason")
+    __slots__ = ("_event", "_hooks", "lease", "reason")
 
     def __init__(self, lease: Lease) -> None:
         self.lease = lease
         self.reason: str | None = None
         self._event: threading.Event | None = None  # made on first need: most jobs never wait
+        self._hooks: Entered | None = None  # the job hooks entered around the handler
 
     @property
     def lost(self) -> bool:
@@ -138,11 +140,40 @@ def error_text(exc: BaseException, frames: int = 3, limit: int = 1500) -> str:
     return "\n".join(lines)[:limit]
 
 
-async def call_async(handler: Handler, ctx: JobContext) -> Any:
-    """Run an async handler with ``ctx`` as :func:`current`."""
+async def call_async(handler: Handler, ctx: JobContext,
+                     hooks: tuple[JobHookFactory, ...] = ()) -> Any:
+    """Run an async handler with ``ctx`` as :func:`current`, inside the job ``hooks``."""
     CURRENT.set(ctx)  # the task has its own copy of the context
-    result: Awaitable[Any] = handler(ctx.lease)
-    return await result
+    if not hooks:
+        result: Awaitable[Any] = handler(ctx.lease)
+        return await result
+    entered = ctx._hooks = Entered(ctx.lease, hooks)
+    try:
+        value = await handler(ctx.lease)
+    except BaseException as exc:
+        entered.exit(exc)
+        raise
+    entered.exit(None)
+    return value
+
+
+def call_sync(handler: Handler, ctx: JobContext, hooks: tuple[JobHookFactory, ...]) -> Any:
+    """Run a sync handler with ``ctx`` as :func:`current`, inside the job ``hooks`` (entered
+    and exited on this thread)."""
+    token = CURRENT.set(ctx)
+    try:
+        if not hooks:
+            return handler(ctx.lease)
+        entered = ctx._hooks = Entered(ctx.lease, hooks)
+        try:
+            value = handler(ctx.lease)
+        except BaseException as exc:
+            entered.exit(exc)
+            raise
+        entered.exit(None)
+        return value
+    finally:
+        CURRENT.reset(token)
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:
@@ -167,9 +198,10 @@ class ThreadPool:
         while (job := self._jobs.get()) is not None:
             job[0]()
 
-    def run(self, handler: Handler, ctx: JobContext) -> asyncio.Future[Any]:
-        """Run ``handler(ctx.lease)`` on a thread; the future (of the calling loop) gets the
-        result or the exception."""
+    def run(self, handler: Handler, ctx: JobContext,
+            hooks: tuple[JobHookFactory, ...] = ()) -> asyncio.Future[Any]:
+        """Run ``handler(ctx.lease)`` on a thread, inside the job ``hooks``; the future (of the
+        calling loop) gets the result or the exception."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         fut.add_done_callback(_retrieve)  # an abandoned job's late error is not "unretrieved"
@@ -179,13 +211,10 @@ class ThreadPool:
                 (fut.set_result if ok else fut.set_exception)(value)
 
         def job() -> None:
-            token = CURRENT.set(ctx)
             try:
-                value, ok = handler(ctx.lease), True
+                value, ok = call_sync(handler, ctx, hooks), True
             except BaseException as exc:
                 value, ok = exc, False
-            finally:
-                CURRENT.reset(token)
             with contextlib.suppress(RuntimeError):  # a closed loop waits for nothing
                 loop.call_soon_threadsafe(settle, ok, value)
 

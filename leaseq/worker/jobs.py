@@ -18,6 +18,7 @@ from ..errors import (
     ScriptError,
     SerializationError,
 )
+from ..hooks import JobHookFactory
 from ..models import FailOutcome, Lease
 from .handlers import Handler, JobContext, Retry, ThreadPool, call_async, error_text
 
@@ -61,28 +62,29 @@ class Job(JobContext):
 
 
 async def execute(handler: Handler, job: Job, pool: ThreadPool | None,
-                  timeout: float | None) -> tuple[Any, BaseException | None,
-                                                  asyncio.Future[Any] | None]:
-    """Run the handler: ``(result, error, late)``. On a timeout the job is cancelled with
-    reason TIMEOUT; ``late`` is then the future of a sync handler's thread, which cannot be
-    stopped and still holds its slot. Cancellation by the worker raises CancelledError."""
+                  timeout: float | None, hooks: tuple[JobHookFactory, ...] = ()
+                  ) -> tuple[Any, BaseException | None, asyncio.Future[Any] | None]:
+    """Run the handler inside the job ``hooks``: ``(result, error, late)``. On a timeout the
+    job is cancelled with reason TIMEOUT; ``late`` is then the future of a sync handler's
+    thread, which cannot be stopped and still holds its slot. Cancellation by the worker
+    raises CancelledError."""
     if pool is None and timeout is None:
         try:
-            return await call_async(handler, job), None, None
+            return await call_async(handler, job, hooks), None, None
         except Exception as exc:
             return None, exc, None
     if pool is None:
         cm = asyncio.timeout(timeout)
         try:
             async with cm:
-                return await call_async(handler, job), None, None
+                return await call_async(handler, job, hooks), None, None
         except TimeoutError as exc:
             if cm.expired():
                 job.cancel(TIMEOUT)
             return None, exc, None
         except Exception as exc:
             return None, exc, None
-    fut = pool.run(handler, job)
+    fut = pool.run(handler, job, hooks)
     done, _ = await asyncio.wait({fut}, timeout=timeout)
     if not done:
         job.cancel(TIMEOUT)

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .. import hooks as _hooks
 from .. import protocol as P
 from ..aio import Queue as AsyncQueue
 from ..errors import InvalidArgument, LeaseqError
@@ -283,8 +284,9 @@ class Worker:
         late: asyncio.Future[Any] | None = None
         result: Any = None
         err: BaseException | None = None
+        factories = _hooks.JOB_HOOKS
         try:
-            if self._fast:  # async, no timeout: the common case, inline
+            if self._fast and not factories:  # async, no timeout, no hooks: the common case
                 CURRENT.set(job)  # this task's own context
                 try:
                     result = await self.handler(job.lease)
@@ -292,7 +294,7 @@ class Worker:
                     err = exc
             else:
                 result, err, late = await execute(self.handler, job, self._pool,
-                                                  self.job_timeout)
+                                                  self.job_timeout, factories)
         except asyncio.CancelledError:
             if job.reason not in (LOST, SHUTDOWN):
                 raise  # not ours: a hard stop
@@ -342,7 +344,8 @@ class Worker:
         for job, ok in zip(jobs, flags, strict=True):
             if job in live:
                 live.remove(job)
-                emit(job.lease, Outcome.COMPLETED if ok else Outcome.STALE, None, now - job.started)
+                emit(job.lease, Outcome.COMPLETED if ok else Outcome.STALE, None,
+                     now - job.started, job._hooks)
 
     async def _report(self, job: Job, result: Any, err: BaseException | None) -> None:
         outcome, text = await report(self.queue, job, result, err, self.job_timeout)
@@ -351,15 +354,20 @@ class Worker:
     def _settle(self, job: Job, outcome: Outcome, error: str | None) -> None:
         if job in self._jobs:
             self._jobs.remove(job)
-            self._emit(job.lease, outcome, error, time.monotonic() - job.started)
+            self._emit(job.lease, outcome, error, time.monotonic() - job.started, job._hooks)
 
-    def _emit(self, lease: Lease, outcome: Outcome, error: str | None, seconds: float) -> None:
+    def _emit(self, lease: Lease, outcome: Outcome, error: str | None, seconds: float,
+              entered: _hooks.Entered | None = None) -> None:
         self.counts[outcome] += 1
-        if self.on_result is not None:
-            try:
-                self.on_result(JobResult(lease, outcome, error, seconds))
-            except Exception:
-                log.exception("on_result hook failed")
+        if self.on_result is not None or entered is not None:
+            result = JobResult(lease, outcome, error, seconds)
+            if self.on_result is not None:
+                try:
+                    self.on_result(result)
+                except Exception:
+                    log.exception("on_result hook failed")
+            if entered is not None:
+                entered.settled(result)
 
     # ------------------------------------------------------------------------------ heartbeat
 

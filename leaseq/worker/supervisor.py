@@ -47,6 +47,8 @@ class WorkerSpec:
     prefetch: int | None = None
     on_result: str | Callable[[JobResult], None] | None = None
     log_level: int | str | None = None
+    metrics_port: int | None = None  # serve /metrics here (needs leaseq[metrics])
+    metrics_host: str = "127.0.0.1"
 
     def build(self) -> Worker:
         """A new worker following this spec (the handler is imported here)."""
@@ -70,11 +72,23 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
+def start_metrics(spec: WorkerSpec) -> int | None:
+    """Serve ``/metrics`` (the worker's queue and this process's job histograms) on
+    ``spec.metrics_port`` from a thread, if set; returns the port bound."""
+    if spec.metrics_port is None:
+        return None
+    from ..metrics import serve  # the optional extra, imported only when asked for
+
+    return serve(spec.metrics_port, host=spec.metrics_host, url=spec.url, queues=[spec.queue])
+
+
 def _child_main(spec: WorkerSpec) -> None:
     os.setpgrp()  # terminal ^C goes to the supervisor only; it forwards one SIGTERM
     _die_with_parent()
     configure_logging(spec.log_level)
-    sys.exit(spec.build().run_forever())
+    worker = spec.build()
+    start_metrics(spec)
+    sys.exit(worker.run_forever())
 
 
 class Supervisor:
@@ -110,7 +124,10 @@ class Supervisor:
             self._spawn(i)
 
     def _spawn(self, i: int) -> None:
-        p = self._ctx.Process(target=_child_main, args=(self.spec,), daemon=True,
+        spec = self.spec
+        if spec.metrics_port:  # child i serves on metrics_port + i
+            spec = replace(spec, metrics_port=spec.metrics_port + i)
+        p = self._ctx.Process(target=_child_main, args=(spec,), daemon=True,
                               name=f"leaseq-worker-{i}")
         p.start()
         self._slots[i], self._started[i], self._due[i] = p, time.monotonic(), None
@@ -210,6 +227,8 @@ def run_worker(handler: HandlerRef, queue: str, *, processes: int | None = None,
     spec = WorkerSpec(queue, handler, **options)
     configure_logging(spec.log_level)
     if processes is None:
-        return spec.build().run_forever()
+        worker = spec.build()
+        start_metrics(spec)
+        return worker.run_forever()
     load(handler)  # fail here, not in every child
     return Supervisor(spec, processes).run()

@@ -161,3 +161,20 @@ def test_server_start_status_stop(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         assert runner.invoke(cli, ["server", "status"]).exit_code == 3
     finally:
         runner.invoke(cli, ["server", "stop"])
+
+
+def test_items_with_headers_show_their_data_and_headers(run: Any, q: Queue) -> None:
+    q.add({"to": "h@example.com"}, id="h1", headers={"traceparent": "00-ab-cd-01"})
+    rows = js(run("peek", q.name, "--json"))
+    assert rows[0]["data"] == {"to": "h@example.com"} and rows[0]["undecodable"] is None
+    assert rows[0]["headers"] == {"traceparent": "00-ab-cd-01"}
+    st = js(run("state", q.name, "h1", "--json"))
+    assert st["headers"] == {"traceparent": "00-ab-cd-01"}
+    assert st["payload"] == {"base64": "SnsidG8iOiJoQGV4YW1wbGUuY29tIn0="}  # J + the JSON
+    text = run("state", q.name, "h1")
+    assert "header traceparent" in text.stdout and "00-ab-cd-01" in text.stdout
+    Queue(q.name, q.client, max_attempts=1).fail(q.lease(block=False), error="boom")
+    dead = js(run("dead", "list", q.name, "--json"))
+    assert dead["items"][0]["data"] == {"to": "h@example.com"}
+    assert dead["items"][0]["headers"] == {"traceparent": "00-ab-cd-01"}
+    assert "h@example.com" in run("dead", "list", q.name).stdout

@@ -20,6 +20,7 @@ from redis.commands.core import AsyncScript
 from leaseq import protocol as P
 from leaseq import scripts
 from leaseq.aio import Queue
+from leaseq.codec import rewrap
 from leaseq.errors import InvalidId
 from leaseq.keys import validate_id
 from leaseq.models import Lease, State
@@ -230,6 +231,7 @@ class Torrelque:
                 meta = dict(held.meta, to=timeout, rc=count(held.meta, "rc") + 1,
                             lr=time.time(), ld=held.dequeued)
                 payload = self._cfg.codec.encode(pack(meta, held.body))
+                payload = rewrap(held.lease._hraw, payload)  # keeps the item's headers
             one = (P.fenced(held.lease), delay_ms, payload)
         commands: list[Command] = [_evalsha(P.requeue(self._cfg, [one]))]
         if pipeline is not None:
