@@ -394,6 +394,7 @@ def stats(cfg: Config) -> Call[Stats]:
         meta = {_s(r[i]) or "": int(r[i + 1]) for i in range(7, len(r) - 1, 2)}
         meta.pop("seq", None)
         meta.pop("clock_offset", None)
+        meta.pop("clock_fixed", None)
         return Stats(cfg.keys.name, int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]),
                      int(r[6]), meta, int(r[0]))
 

@@ -7,8 +7,10 @@ from typing import Any
 
 import click
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
+from ..errors import LeaseqConnectionError, LeaseqError, PermissionDenied
 from ..models import Stats
 from ..queue import Queue
 from .common import Session, console, json_option, print_json, url_option
@@ -36,7 +38,16 @@ class Snapshots:
                     self.queues[name] = self.session.queue(name, must_exist=False)
         rows = []
         for name, q in self.queues.items():
-            s = q.stats()
+            try:
+                s = q.stats()
+            except (LeaseqConnectionError, PermissionDenied):
+                raise
+            except LeaseqError as exc:
+                if self.fixed is not None:
+                    raise
+                # One unreadable queue (say, a key of the wrong type) must not hide the others.
+                rows.append({"queue": name, "error": str(exc)})
+                continue
             row: dict[str, Any] = {"queue": name, **{k: getattr(s, k) for k in SIZES},
                                    "delayed_due": s.delayed_due,
                                    "leases_expired": s.leases_expired,
@@ -67,15 +78,23 @@ def render(rows: list[dict[str, Any]], title: str, one: bool) -> Table:
             t.add_row(f"{k} (total)", f"{r['counters'].get(k, 0):,}", rate)
         return t
     t.add_column("queue", no_wrap=True)
+    errors: list[str] = []
     for col in (*SIZES, "completed", "completed/s"):
         t.add_column(col, justify="right")
     for r in rows:
+        if "error" in r:
+            t.add_row(r["queue"], "[red]unreadable[/red]", *[""] * (len(t.columns) - 2))
+            errors.append(f"{escape(r['queue'])}: {escape(r['error'])}")
+            continue
         rate = r.get("rates", {}).get("completed")
         t.add_row(r["queue"], *(f"{r[k]:,}" for k in SIZES),
                   f"{r['counters'].get('completed', 0):,}",
                   "" if rate is None else f"{rate:,.0f}")
     if not rows:
         t.add_row("(no queues)", *[""] * (len(t.columns) - 1))
+    if errors:
+        t.caption = "[red]" + "\n".join(errors) + "[/red]"
+        t.caption_justify = "left"
     return t
 
 

@@ -87,6 +87,26 @@ def test_stats_one_all_and_watch(run: Any, q: Queue) -> None:
     assert live.exit_code == 0 and "all queues at" in live.stdout
 
 
+def test_stats_of_all_queues_shows_an_unreadable_queue_and_goes_on(
+        run: Any, q: Queue, valkey_server: ServerProcess, queue_name: str) -> None:
+    q.add("x")
+    broken = Queue(f"{queue_name}-broken", url=valkey_server.url)
+    broken.add("y")
+    raw = valkey_server.client()
+    raw.delete(broken.config.keys.pending)
+    raw.set(broken.config.keys.pending, "not a zset")  # stats of this queue now fails
+    rows = {r["queue"]: r for r in js(run("stats", "--json"))}
+    assert rows[q.name]["pending"] == 1
+    assert "WRONGTYPE" in rows[broken.name]["error"]
+    table = run("stats")
+    assert table.exit_code == 0 and "WRONGTYPE" in table.stdout  # under the table
+    assert run("stats", broken.name).exit_code != 0  # a named queue still fails loudly
+    raw.delete(broken.config.keys.pending)
+    broken.purge()
+    broken.close()
+    raw.close()
+
+
 def test_peek_state_and_sweep(run: Any, q: Queue) -> None:
     q.add({"a": 1}, id="p1")
     q.add("later", id="d1", delay=30)

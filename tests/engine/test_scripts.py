@@ -390,6 +390,19 @@ case(
      "items": {"a": rec(1, 0, 1, 1, 5), "b": rec(2, 10, 2, 1, 4), "c": rec(3, -3, 3, 1, 6)},
      "data": {"a": "A", "b": "B", "c": "C"}},
 )
+FIXED = 2_000_000_000_000  # a clock_fixed time (2033): the scripts read it instead of TIME
+case(
+    "lease/clock_fixed stops the queue's clock: now and deadlines come from it, not TIME",
+    {"meta": {**meta(seq=1), "clock_fixed": FIXED}, "pending": {"a": ps(0, 1)},
+     "delayed": {"d": FIXED}, "items": {"a": rec(1, 0, 1, 0, 0), "d": rec(2, 0, 2, 0, 0)},
+     "data": {"a": "A", "d": "D"}, "wake": WAKE},
+    "lease", lease_args(1),
+    [str(FIXED), 0, str(FIXED + LEASE), "a", "A", 1, "1", "2"],
+    {"meta": {**meta(seq=2, leased=1), "clock_fixed": FIXED}, "pending": {"d": ps(0, 2)},
+     "leased": {"a": FIXED + LEASE},
+     "items": {"a": rec(1, 0, 1, 1, 2), "d": rec(2, 0, 2, 0, 0)}, "data": {"a": "A", "d": "D"},
+     "wake": WAKE},
+)
 case(
     "lease/fewer ready than n: takes what there is",
     {"meta": meta(seq=1), "pending": {"a": ps(0, 1)}, "items": {"a": rec(1, 0, 1, 0, 0)},

@@ -1,9 +1,13 @@
--- Server time in milliseconds, plus the queue's clock offset (meta field clock_offset, used by
--- tests to move time without sleeping; absent in production). Client clocks are never used.
+-- Server time in milliseconds, plus the queue's clock offset; or, when the meta field
+-- clock_fixed is set, that time exactly. Both fields let tests move time without sleeping
+-- (clock_fixed also stops it); production queues have neither. Client clocks are never used.
 local function now_ms()
+  local c = redis.call('HMGET', Q.meta, 'clock_offset', 'clock_fixed')
+  if c[2] then
+    return tonumber(c[2])
+  end
   local t = redis.call('TIME')
-  local off = tonumber(redis.call('HGET', Q.meta, 'clock_offset') or 0) or 0
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + off
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + (tonumber(c[1]) or 0)
 end
 
 -- Integers as exact decimal strings (Lua's default number format keeps only 14 digits).
