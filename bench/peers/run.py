@@ -56,6 +56,7 @@ class System:
     bulk_na: str | None = None  # reason bulk enqueue is n/a
     max_items: int | None = None  # cap for very slow peers (keeps a full run ~20 min)
     lat_budget: float | None = None
+    lat_jitter: float = 0.0  # random extra pause between latency samples (pollers: one period)
     note: str = ""
 
     def argv(self) -> list[str]:
@@ -69,21 +70,22 @@ SYSTEMS: list[System] = [
            note="lease + complete_and_lease chain, sync, one connection"),
     System("leaseq-worker", "leaseq worker", "main", "peer_leaseq.py", "worker",
            note="leaseq.worker.Worker, async no-op handler"),
-    System("mevitae", "redis-work-queue (MeVitae)", "main", "peer_mevitae.py",
+    System("mevitae", "redis-work-queue (MeVitae)", "main", "peer_mevitae.py", max_items=10000,
            note="lease(block) + complete loop; bulk = add_item_to_pipeline"),
-    System("torrelque", "torrelque", "main", "peer_torrelque.py",
+    System("torrelque", "torrelque", "main", "peer_torrelque.py", max_items=10000,
            note="dequeue + release loop, sweep scheduled; bulk = enqueue(pipeline=)"),
-    System("saq", "saq", "saq", "peer_saq.py",
+    System("saq", "saq", "saq", "peer_saq.py", max_items=5000,
            bulk_na="no bulk enqueue API (Queue.map enqueues one by one and waits for results)",
            note="saq Worker"),
-    System("arq", "arq", "arq", "peer_arq.py",
-           bulk_na="no bulk enqueue API", note="arq Worker (polls every 0.5 s when idle)"),
-    System("rq", "rq SimpleWorker", "main", "peer_rq.py", max_items=5000,
+    System("arq", "arq", "arq", "peer_arq.py", max_items=5000,
+           bulk_na="no bulk enqueue API", lat_jitter=0.5,
+           note="arq Worker (polls every 0.5 s when idle)"),
+    System("rq", "rq SimpleWorker", "main", "peer_rq.py", max_items=2000,
            note="SimpleWorker, reliable intermediate queue (rq>=2); bulk = enqueue_many"),
-    System("streaq", "streaq", "main", "peer_streaq.py", note="streaq Worker; bulk = enqueue_many"),
-    System("taskiq", "taskiq-redis", "main", "peer_taskiq.py",
+    System("streaq", "streaq", "main", "peer_streaq.py", max_items=4000, note="streaq Worker; bulk = enqueue_many"),
+    System("taskiq", "taskiq-redis", "main", "peer_taskiq.py", max_items=10000,
            bulk_na="no bulk kick API", note="RedisStreamBroker (acks), taskiq receiver"),
-    System("bullmq", "BullMQ (Node)", None, "peer_bullmq.js",
+    System("bullmq", "BullMQ (Node)", None, "peer_bullmq.js", max_items=10000,
            note="BullMQ Worker; bulk = addBulk; removeOnComplete"),
 ]
 BY_KEY = {s.key: s for s in SYSTEMS}
@@ -249,12 +251,15 @@ def run_enqueue(ctx: Ctx, sysm: System, bulk: bool, n: int) -> dict[str, Any]:
     proc = ctx.start(sysm, "enqueue", tag, *(["--bulk"] if bulk else []), items=n)
     try:
         proc.expect("READY", time.monotonic() + ctx.args.setup_timeout)
-        mem0 = ctx.server.used_memory()
         ctx.server.reset()
         proc.send("GO")
         res = json.loads(proc.expect("RESULT", time.monotonic() + ctx.args.phase_timeout))
         stats = ctx.server.cmdstats()
+        # memory of the pending items = what a synchronous FLUSHALL frees (the baseline before
+        # GO drifts with buffers freed from earlier phases; this does not)
         mem1 = ctx.server.used_memory()
+        ctx.server.flush()
+        mem0 = ctx.server.used_memory()
     finally:
         proc.kill()
     if "versions" in res:
@@ -352,7 +357,9 @@ def run_latency(ctx: Ctx, sysm: System, samples: int) -> dict[str, Any]:
                 missing += 1
                 continue
             lat.append((int(h) - int(a)) / 1e6)
-            time.sleep(ctx.args.lat_gap)
+            # a random extra pause for polling peers, so samples do not all land just
+            # after a poll (lock-step sampling would measure the worst case every time)
+            time.sleep(ctx.args.lat_gap + random.uniform(0, sysm.lat_jitter))
     finally:
         if prod is not None:
             prod.kill()
@@ -449,11 +456,11 @@ def table(report: dict[str, Any]) -> str:
     for kind, rows in report["summary"].items():
         lines.append(f"\n## {kind} {report['servers'].get(kind, '')}  (median (min-max) of "
                      f"{report['args']['reps']} runs)\n")
-        hdr = ["system"] + [h for _, _, h in PHASES] + ["cmds/item enq / cons1", "lost/dup"]
+        hdr = ["system", "items"] + [h for _, _, h in PHASES] + ["cmds/item enq / cons1", "lost/dup"]
         lines.append("| " + " | ".join(hdr) + " |")
         lines.append("|" + "---|" * len(hdr))
         for key, row in rows.items():
-            cells = [BY_KEY[key].label]
+            cells = [BY_KEY[key].label, str(items_for(BY_KEY[key], report["args"]["items"]))]
             cells += [fmt(row[f"{p}.{m}"], m) for p, m, _ in PHASES]
             ce, cc = row["enqueue.cmds_per_item"], row["consume_1.cmds_per_item"]
             cells.append(f"{ce['median']:.1f} / {cc['median']:.1f}"
@@ -463,6 +470,68 @@ def table(report: dict[str, Any]) -> str:
             dup = row["consume_1.dup"] + row["consume_2.dup"]
             cells.append(f"{lost}/{dup}")
             lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def targets(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The issue-6 targets, per server kind, from the medians of this run."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for kind, rows in report["summary"].items():
+        def med(key: str, metric: str) -> float | None:
+            row = rows.get(key)
+            return row[metric].get("median") if row else None
+
+        peers = [k for k in rows if not k.startswith("leaseq")]
+
+        def best(metric: str, lowest: bool = False) -> tuple[str | None, float | None]:
+            vals = [(k, med(k, metric)) for k in peers if med(k, metric) is not None]
+            if not vals:
+                return None, None
+            return (min if lowest else max)(vals, key=lambda kv: kv[1])  # type: ignore[no-any-return]
+
+        res = []
+
+        def add(name: str, got: float | None, want: float | None, ok_if_ge: bool,
+                ref: str) -> None:
+            if got is None or want is None:
+                res.append({"target": name, "status": "not measured", "ref": ref})
+                return
+            ok = got >= want if ok_if_ge else got <= want
+            res.append({"target": name, "got": got, "limit": want, "ref": ref,
+                        "status": "met" if ok else "MISSED"})
+
+        k, v = best("consume_1.rate")
+        add("consume, single-item API, 1 process >= 3x fastest peer",
+            med("leaseq", "consume_1.rate"), 3 * v if v else None, True, f"{k} {v}")
+        add("worker runtime, no-op, 1 process >= 50k/s",
+            med("leaseq-worker", "consume_1.rate"), 50000.0, True, "")
+        bw = med("bullmq", "consume_1.rate")
+        add("worker runtime >= BullMQ worker (1 process)",
+            med("leaseq-worker", "consume_1.rate"), bw, True, f"bullmq {bw}")
+        k, v = best("enqueue.rate")
+        add("enqueue one by one >= 2x best peer", med("leaseq", "enqueue.rate"),
+            2 * v if v else None, True, f"{k} {v}")
+        mb = med("mevitae", "enqueue_bulk.rate")
+        add("bulk enqueue >= MeVitae pipelined bulk", med("leaseq", "enqueue_bulk.rate"), mb,
+            True, f"mevitae {mb}")
+        add("idle add->lease p50 <= 1 ms", med("leaseq", "latency.p50_ms"), 1.0, False, "")
+        add("idle add->lease p99 <= 5 ms", med("leaseq", "latency.p99_ms"), 5.0, False, "")
+        k, v = best("enqueue.mem_per_item", lowest=True)
+        add("memory per pending item <= 1.5x leanest peer", med("leaseq", "enqueue.mem_per_item"),
+            1.5 * v if v else None, False, f"{k} {v}")
+        out[kind] = res
+    return out
+
+
+def targets_text(tg: dict[str, list[dict[str, Any]]]) -> str:
+    lines = ["\nIssue-6 targets (medians of this run):"]
+    for kind, res in tg.items():
+        for t in res:
+            if "got" in t:
+                lines.append(f"- [{kind}] {t['target']}: {t['status']} "
+                             f"(leaseq {t['got']:.4g} vs limit {t['limit']:.4g}; {t['ref']})")
+            else:
+                lines.append(f"- [{kind}] {t['target']}: {t['status']}")
     return "\n".join(lines)
 
 
@@ -563,7 +632,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--concurrency", type=int, default=50,
                     help="async concurrency of every worker runtime that has the knob")
     ap.add_argument("--lat-samples", type=int, default=1000)
-    ap.add_argument("--lat-budget", type=float, default=20.0,
+    ap.add_argument("--lat-budget", type=float, default=10.0,
                     help="seconds at most per latency phase (fewer samples if slower)")
     ap.add_argument("--lat-gap", type=float, default=0.003, help="pause between latency samples")
     ap.add_argument("--lat-wait", type=float, default=3.0, help="an item later than this is missing")
@@ -630,6 +699,23 @@ def main() -> int:
 
     report: dict[str, Any] = {"args": vars(a), "machine": machine(), "servers": {}, "raw": {},
                               "versions": {}, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)  # also when started in the background (SIGINT ignored)
+    try:
+        run_all(a, keys, rundir, env, report, log)
+    except KeyboardInterrupt as exc:
+        report["interrupted"] = str(exc) or "interrupted"
+        log(f"interrupted ({report['interrupted']}): reporting what was measured")
+    report["args"]["peers"] = [k for k in keys if any(k in v for v in report["raw"].values())]
+    finish(a, keys, report, stamp, t_start)
+    return 0
+
+
+def run_all(a: argparse.Namespace, keys: list[str], rundir: Path, env: dict[str, str],
+            report: dict[str, Any], log: Any) -> None:
     for rep in range(a.reps):
         for kind in a.servers.split(","):
             server = Server(kind)
@@ -645,16 +731,22 @@ def main() -> int:
             finally:
                 server.close()
             report["versions"].update(ctx.versions)
+
+
+def finish(a: argparse.Namespace, keys: list[str], report: dict[str, Any], stamp: str,
+           t_start: float) -> None:
     # keep the table in the requested peer order
     for kind in report["raw"]:
         report["raw"][kind] = {k: report["raw"][kind][k] for k in keys if k in report["raw"][kind]}
     report["machine"]["loadavg_end"] = os.getloadavg()
     report["seconds"] = time.monotonic() - t_start
     report["summary"] = summarize(report)
+    report["targets"] = targets(report)
     out = Path(a.out) if a.out else RESULTS / f"peers-{stamp}.json"
     out.write_text(json.dumps(report, indent=1, default=str))
     png = out.with_suffix(".png")
     print(table(report))
+    print(targets_text(report["targets"]))
     try:
         chart(report, png)
     except Exception as exc:  # the figures are in the JSON and the table anyway
@@ -667,7 +759,6 @@ def main() -> int:
     print(f"\n{report['machine']['python']}; node {report['machine']['node']}; "
           f"load avg {report['machine']['loadavg_start']} -> {report['machine']['loadavg_end']}; "
           f"{report['seconds']:.0f} s. JSON: {out}  chart: {png}")
-    return 0
 
 
 if __name__ == "__main__":
