@@ -79,7 +79,8 @@ def ensure_venv(name: str, python: str, log=print) -> Path:  # type: ignore[no-u
     path = VENVS / name
     stamp_file = path / ".bench-stamp"
     stamp = _stamp(group, python)
-    if stamp_file.exists() and stamp_file.read_text().strip() == stamp and venv_python(name).exists():
+    fresh = stamp_file.exists() and stamp_file.read_text().strip() == stamp
+    if fresh and venv_python(name).exists():
         return venv_python(name)
     log(f"[setup] building venv {path} with {python} (one-off, a few minutes)")
     if path.exists():

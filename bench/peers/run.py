@@ -17,6 +17,7 @@ Results: a table on stdout, JSON and a PNG chart under bench/results/. See bench
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -42,6 +43,7 @@ import envs  # noqa: E402
 ADAPTERS = HERE / "adapters"
 RESULTS = ROOT / "bench" / "results"
 NODE = shutil.which("node")
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,8 @@ SYSTEMS: list[System] = [
            note="arq Worker (polls every 0.5 s when idle)"),
     System("rq", "rq SimpleWorker", "main", "peer_rq.py", max_items=2000,
            note="SimpleWorker, reliable intermediate queue (rq>=2); bulk = enqueue_many"),
-    System("streaq", "streaq", "main", "peer_streaq.py", max_items=4000, note="streaq Worker; bulk = enqueue_many"),
+    System("streaq", "streaq", "main", "peer_streaq.py", max_items=4000,
+           note="streaq Worker; bulk = enqueue_many"),
     System("taskiq", "taskiq-redis", "main", "peer_taskiq.py", max_items=10000,
            bulk_na="no bulk kick API", note="RedisStreamBroker (acks), taskiq receiver"),
     System("bullmq", "BullMQ (Node)", None, "peer_bullmq.js", max_items=10000,
@@ -154,14 +157,10 @@ class Proc:
     def kill(self) -> None:
         """SIGKILL this adapter's process group (only processes this harness started)."""
         if self.p.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.p.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
         self._logfh.close()
 
 
@@ -196,14 +195,24 @@ class Server:
     def used_memory(self) -> int:
         return int(self.admin.info("memory")["used_memory"])
 
-    def cmdstats(self) -> dict[str, int]:
+    def cmdstats(self) -> dict[str, tuple[int, int]]:
+        """{command: (calls, usec)} since the last reset, set-up commands left out."""
         out = {}
         for k, v in self.admin.info("commandstats").items():
             if k.startswith("cmdstat_") and isinstance(v, dict):
                 name = k[8:]
                 if name not in ADMIN:
-                    out[name] = int(v.get("calls", 0))
+                    out[name] = (int(v.get("calls", 0)), int(v.get("usec", 0)))
         return out
+
+    def cpu(self) -> float:
+        """Server process CPU seconds so far (utime + stime from /proc)."""
+        try:
+            with open(f"/proc/{self.sp.pid}/stat") as fh:
+                parts = fh.read().rsplit(")", 1)[1].split()
+            return (int(parts[11]) + int(parts[12])) / TICKS
+        except (OSError, IndexError, ValueError):
+            return 0.0
 
     def close(self) -> None:
         try:
@@ -212,12 +221,17 @@ class Server:
             self.sp.close()
 
 
-def cmd_summary(stats: dict[str, int], n: int) -> dict[str, Any]:
-    total = sum(stats.values())
-    scripts = sum(v for k, v in stats.items() if k in SCRIPT_CMDS)
-    top = sorted(stats.items(), key=lambda kv: -kv[1])[:8]
-    return {"cmds_per_item": total / max(n, 1), "script_calls_per_item": scripts / max(n, 1),
-            "top_cmds": {k: round(v / max(n, 1), 3) for k, v in top}}
+def cmd_summary(stats: dict[str, tuple[int, int]], n: int, srv_cpu: float) -> dict[str, Any]:
+    """Commands per item (those run inside scripts included, as the server counts them),
+    script calls per item, server CPU per item (µs, from /proc) and the most frequent
+    commands."""
+    n = max(n, 1)
+    total = sum(c for c, _ in stats.values())
+    scripts = sum(c for k, (c, _) in stats.items() if k in SCRIPT_CMDS)
+    top = sorted(stats.items(), key=lambda kv: -kv[1][0])[:8]
+    return {"cmds_per_item": total / n, "script_calls_per_item": scripts / n,
+            "server_cpu_us_per_item": srv_cpu * 1e6 / n,
+            "top_cmds": {k: round(c / n, 3) for k, (c, _) in top}}
 
 
 @dataclass
@@ -252,8 +266,10 @@ def run_enqueue(ctx: Ctx, sysm: System, bulk: bool, n: int) -> dict[str, Any]:
     try:
         proc.expect("READY", time.monotonic() + ctx.args.setup_timeout)
         ctx.server.reset()
+        cpu0 = ctx.server.cpu()
         proc.send("GO")
         res = json.loads(proc.expect("RESULT", time.monotonic() + ctx.args.phase_timeout))
+        cpu = ctx.server.cpu() - cpu0
         stats = ctx.server.cmdstats()
         # memory of the pending items = what a synchronous FLUSHALL frees (the baseline before
         # GO drifts with buffers freed from earlier phases; this does not)
@@ -265,7 +281,7 @@ def run_enqueue(ctx: Ctx, sysm: System, bulk: bool, n: int) -> dict[str, Any]:
     if "versions" in res:
         ctx.versions[sysm.key] = res["versions"]
     out = {"items": n, "seconds": res["seconds"], "rate": n / res["seconds"],
-           "mem_per_item": (mem1 - mem0) / n, **cmd_summary(stats, n)}
+           "mem_per_item": (mem1 - mem0) / n, **cmd_summary(stats, n, cpu)}
     return out
 
 
@@ -293,11 +309,13 @@ def run_consume(ctx: Ctx, sysm: System, nprocs: int, n: int) -> dict[str, Any]:
         for p in procs:
             p.expect("READY", deadline)
         ctx.server.reset()
+        cpu0 = ctx.server.cpu()
         t_go = time.monotonic_ns()
         for p in procs:
             p.send("GO")
         deadline = time.monotonic() + ctx.args.phase_timeout
         results = [json.loads(p.expect("RESULT", deadline)) for p in procs]
+        cpu = ctx.server.cpu() - cpu0  # includes the consumers' 1 s idle wait (BLOCKed)
         stats = ctx.server.cmdstats()
     finally:
         for p in procs:
@@ -321,7 +339,8 @@ def run_consume(ctx: Ctx, sysm: System, nprocs: int, n: int) -> dict[str, Any]:
                            "startup_s": (first - t_go) / 1e9,
                            "rate": handled / secs if secs > 0 else None,
                            "lost": lost, "dup": dup, "stray": stray,
-                           "per_proc": [r["handled"] for r in results], **cmd_summary(stats, n)}
+                           "per_proc": [r["handled"] for r in results],
+                           **cmd_summary(stats, n, cpu)}
     return out
 
 
@@ -456,7 +475,8 @@ def table(report: dict[str, Any]) -> str:
     for kind, rows in report["summary"].items():
         lines.append(f"\n## {kind} {report['servers'].get(kind, '')}  (median (min-max) of "
                      f"{report['args']['reps']} runs)\n")
-        hdr = ["system", "items"] + [h for _, _, h in PHASES] + ["cmds/item enq / cons1", "lost/dup"]
+        hdr = ["system", "items", *(h for _, _, h in PHASES), "cmds/item enq / cons1",
+               "lost/dup"]
         lines.append("| " + " | ".join(hdr) + " |")
         lines.append("|" + "---|" * len(hdr))
         for key, row in rows.items():
@@ -475,52 +495,55 @@ def table(report: dict[str, Any]) -> str:
 
 def targets(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """The issue-6 targets, per server kind, from the medians of this run."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for kind, rows in report["summary"].items():
-        def med(key: str, metric: str) -> float | None:
-            row = rows.get(key)
-            return row[metric].get("median") if row else None
+    return {kind: _targets_for(rows) for kind, rows in report["summary"].items()}
 
-        peers = [k for k in rows if not k.startswith("leaseq")]
 
-        def best(metric: str, lowest: bool = False) -> tuple[str | None, float | None]:
-            vals = [(k, med(k, metric)) for k in peers if med(k, metric) is not None]
-            if not vals:
-                return None, None
-            return (min if lowest else max)(vals, key=lambda kv: kv[1])  # type: ignore[no-any-return]
+def _targets_for(rows: dict[str, Any]) -> list[dict[str, Any]]:
+    def med(key: str, metric: str) -> float | None:
+        row = rows.get(key)
+        return row[metric].get("median") if row else None
 
-        res = []
+    peers = [k for k in rows if not k.startswith("leaseq")]
 
-        def add(name: str, got: float | None, want: float | None, ok_if_ge: bool,
-                ref: str) -> None:
-            if got is None or want is None:
-                res.append({"target": name, "status": "not measured", "ref": ref})
-                return
-            ok = got >= want if ok_if_ge else got <= want
-            res.append({"target": name, "got": got, "limit": want, "ref": ref,
-                        "status": "met" if ok else "MISSED"})
+    def best(metric: str, lowest: bool = False) -> tuple[str, float | None]:
+        vals = [(k, v) for k in peers if (v := med(k, metric)) is not None]
+        if not vals:
+            return "", None
+        return (min if lowest else max)(vals, key=lambda kv: kv[1])
 
-        k, v = best("consume_1.rate")
-        add("consume, single-item API, 1 process >= 3x fastest peer",
-            med("leaseq", "consume_1.rate"), 3 * v if v else None, True, f"{k} {v}")
-        add("worker runtime, no-op, 1 process >= 50k/s",
-            med("leaseq-worker", "consume_1.rate"), 50000.0, True, "")
-        bw = med("bullmq", "consume_1.rate")
-        add("worker runtime >= BullMQ worker (1 process)",
-            med("leaseq-worker", "consume_1.rate"), bw, True, f"bullmq {bw}")
-        k, v = best("enqueue.rate")
-        add("enqueue one by one >= 2x best peer", med("leaseq", "enqueue.rate"),
-            2 * v if v else None, True, f"{k} {v}")
-        mb = med("mevitae", "enqueue_bulk.rate")
-        add("bulk enqueue >= MeVitae pipelined bulk", med("leaseq", "enqueue_bulk.rate"), mb,
-            True, f"mevitae {mb}")
-        add("idle add->lease p50 <= 1 ms", med("leaseq", "latency.p50_ms"), 1.0, False, "")
-        add("idle add->lease p99 <= 5 ms", med("leaseq", "latency.p99_ms"), 5.0, False, "")
-        k, v = best("enqueue.mem_per_item", lowest=True)
-        add("memory per pending item <= 1.5x leanest peer", med("leaseq", "enqueue.mem_per_item"),
-            1.5 * v if v else None, False, f"{k} {v}")
-        out[kind] = res
-    return out
+    res: list[dict[str, Any]] = []
+
+    def add(name: str, got: float | None, want: float | None, ok_if_ge: bool,
+            ref: str = "", ref_value: float | None = None) -> None:
+        if ref_value is not None:
+            ref = f"{ref} {ref_value:.4g}"
+        if got is None or want is None:
+            res.append({"target": name, "status": "not measured", "ref": ref})
+            return
+        ok = got >= want if ok_if_ge else got <= want
+        res.append({"target": name, "got": got, "limit": want, "ref": ref,
+                    "status": "met" if ok else "MISSED"})
+
+    k, v = best("consume_1.rate")
+    add("consume, single-item API, 1 process >= 3x fastest peer",
+        med("leaseq", "consume_1.rate"), 3 * v if v else None, True, k, v)
+    add("worker runtime, no-op, 1 process >= 50k/s",
+        med("leaseq-worker", "consume_1.rate"), 50000.0, True)
+    bw = med("bullmq", "consume_1.rate")
+    add("worker runtime >= BullMQ worker (1 process)",
+        med("leaseq-worker", "consume_1.rate"), bw, True, "bullmq", bw)
+    k, v = best("enqueue.rate")
+    add("enqueue one by one >= 2x best peer", med("leaseq", "enqueue.rate"),
+        2 * v if v else None, True, k, v)
+    mb = med("mevitae", "enqueue_bulk.rate")
+    add("bulk enqueue >= MeVitae pipelined bulk", med("leaseq", "enqueue_bulk.rate"), mb,
+        True, "mevitae", mb)
+    add("idle add->lease p50 <= 1 ms", med("leaseq", "latency.p50_ms"), 1.0, False)
+    add("idle add->lease p99 <= 5 ms", med("leaseq", "latency.p99_ms"), 5.0, False)
+    k, v = best("enqueue.mem_per_item", lowest=True)
+    add("memory per pending item <= 1.5x leanest peer", med("leaseq", "enqueue.mem_per_item"),
+        1.5 * v if v else None, False, k, v)
+    return res
 
 
 def targets_text(tg: dict[str, list[dict[str, Any]]]) -> str:
@@ -569,7 +592,7 @@ def chart(report: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(2, 3, figsize=(18, 10))
     colors = ["#1f77b4", "#ff7f0e", "#2ca02c"]
     h = 0.8 / max(len(kinds), 1)
-    for ax, (phase, metric, title, log) in zip(axes.flat, panels):
+    for ax, (phase, metric, title, log) in zip(axes.flat, panels, strict=False):
         for j, kind in enumerate(kinds):
             ys, vals, lo, hi = [], [], [], []
             for i, key in enumerate(keys):
@@ -583,7 +606,7 @@ def chart(report: dict[str, Any], path: Path) -> None:
             label = f"{kind} {report['servers'].get(kind, '')}"
             ax.barh(ys, vals, height=h, xerr=[lo, hi], color=colors[j % 3], label=label,
                     capsize=2)
-            for y, v in zip(ys, vals):
+            for y, v in zip(ys, vals, strict=True):
                 txt = f"{v / 1000:.1f}k" if metric == "rate" and v >= 1000 else (
                     f"{v:.0f}" if metric != "p50_ms" else f"{v:.2f}")
                 ax.text(v, y, " " + txt, va="center", fontsize=7)
@@ -635,7 +658,8 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--lat-budget", type=float, default=10.0,
                     help="seconds at most per latency phase (fewer samples if slower)")
     ap.add_argument("--lat-gap", type=float, default=0.003, help="pause between latency samples")
-    ap.add_argument("--lat-wait", type=float, default=3.0, help="an item later than this is missing")
+    ap.add_argument("--lat-wait", type=float, default=3.0,
+                    help="an item later than this counts as missing")
     ap.add_argument("--phase-timeout", type=float, default=120.0)
     ap.add_argument("--setup-timeout", type=float, default=60.0)
     ap.add_argument("--quick", action="store_true",
@@ -644,6 +668,8 @@ def parse() -> argparse.Namespace:
                     help="interpreter of every venv (default: Debian's python3 if present)")
     ap.add_argument("--out", default="", help="JSON path (default bench/results/peers-<ts>.json)")
     ap.add_argument("--no-setup", action="store_true", help="skip venv checks")
+    ap.add_argument("--report", default="",
+                    help="only re-render table, targets and chart from a saved JSON")
     a = ap.parse_args()
     if a.quick:
         a.items, a.reps, a.lat_samples = min(a.items, 2000), 1, 200
@@ -677,6 +703,8 @@ def main() -> int:
     unknown = [k for k in a.peers.split(",") if k not in BY_KEY]
     if unknown:
         sys.exit(f"unknown peers {unknown}; known: {', '.join(BY_KEY)}")
+    if a.report:
+        return rerender(Path(a.report))
     if os.environ.get("LEASEQ_PEERS_INNER") != "1" and not a.no_setup:
         bootstrap(a)
     t_start = time.monotonic()
@@ -731,6 +759,18 @@ def run_all(a: argparse.Namespace, keys: list[str], rundir: Path, env: dict[str,
             finally:
                 server.close()
             report["versions"].update(ctx.versions)
+
+
+def rerender(path: Path) -> int:
+    """Table, targets and chart again from a saved JSON (after changing the reporting code)."""
+    report = json.loads(path.read_text())
+    report["summary"] = summarize(report)
+    report["targets"] = targets(report)
+    path.write_text(json.dumps(report, indent=1, default=str))
+    print(table(report))
+    print(targets_text(report["targets"]))
+    chart(report, path.with_suffix(".png"))
+    return 0
 
 
 def finish(a: argparse.Namespace, keys: list[str], report: dict[str, Any], stamp: str,

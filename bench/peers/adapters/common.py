@@ -35,7 +35,9 @@ START_GRACE = 15.0  # ... and one that handled none stops after this long
 PAYLOAD_BYTES = 100
 
 
-def parse_args(extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+def parse_args(
+    extra: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("role", choices=["enqueue", "consume", "latency-consumer", "latency-producer"])
     ap.add_argument("--url", required=True)

@@ -4,6 +4,7 @@ harness; arq's defaults otherwise: poll_delay 0.5 s, keep_result 3600 s, retries
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 from typing import Any
@@ -46,10 +47,8 @@ async def amain() -> None:
         watch = asyncio.ensure_future(rec.wait_idle())
         await asyncio.wait([run, watch], return_when=asyncio.FIRST_COMPLETED)
         run.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await run
-        except asyncio.CancelledError:
-            pass
         await worker.close()
         rec.finish(a.out, versions=ver, concurrency=a.concurrency)
         return
