@@ -580,6 +580,7 @@ def chart(report: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     kinds = list(report["summary"])
     keys = [k for k in report["args"]["peers"]]
@@ -587,7 +588,7 @@ def chart(report: dict[str, Any], path: Path) -> None:
               ("enqueue_bulk", "rate", "enqueue bulk (items/s)", True),
               ("consume_1", "rate", "consume, 1 process (items/s)", True),
               ("consume_2", "rate", "consume, 2 processes (items/s)", True),
-              ("latency", "p50_ms", "idle add→lease p50 (ms, lower is better)", False),
+              ("latency", "p50_ms", "idle add→lease p50 (ms, log scale, lower is better)", True),
               ("enqueue", "mem_per_item", "bytes per pending item (lower is better)", False)]
     fig, axes = plt.subplots(2, 3, figsize=(18, 10))
     colors = ["#1f77b4", "#ff7f0e", "#2ca02c"]
@@ -606,6 +607,13 @@ def chart(report: dict[str, Any], path: Path) -> None:
             label = f"{kind} {report['servers'].get(kind, '')}"
             ax.barh(ys, vals, height=h, xerr=[lo, hi], color=colors[j % 3], label=label,
                     capsize=2)
+            if j == 0:
+                for i, key in enumerate(keys):
+                    a = report["summary"][kind][key][f"{phase}.{metric}"]
+                    if a.get("median") is None:
+                        ax.text(0.02, i + h / 2, "n/a" if "API" in str(a.get("why")) else
+                                "failed", transform=ax.get_yaxis_transform(), va="center",
+                                fontsize=7, color="grey")
             for y, v in zip(ys, vals, strict=True):
                 txt = f"{v / 1000:.1f}k" if metric == "rate" and v >= 1000 else (
                     f"{v:.0f}" if metric != "p50_ms" else f"{v:.2f}")
@@ -616,10 +624,13 @@ def chart(report: dict[str, Any], path: Path) -> None:
         ax.set_title(title, fontsize=10)
         if log and any(p.get_width() > 0 for p in ax.patches):
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(axis="x", alpha=0.3)
-    axes.flat[0].legend(fontsize=8, loc="lower right")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", fontsize=9)
     m = report["machine"]
-    fig.suptitle(f"leaseq vs peers: {report['args']['items']} items of ~100 B, median of "
+    fig.suptitle(f"leaseq vs peers: up to {report['args']['items']} items of ~100 B (fewer for "
+                 f"slow peers, see README), median of "
                  f"{report['args']['reps']} runs (bars: min-max). {m['cpus']} cores, "
                  f"{m['python']}; shared machine, compare ratios", fontsize=11)
     fig.tight_layout()
