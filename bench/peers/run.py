@@ -674,7 +674,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--phase-timeout", type=float, default=120.0)
     ap.add_argument("--setup-timeout", type=float, default=60.0)
     ap.add_argument("--quick", action="store_true",
-                    help="development run: 2000 items, 1 rep, valkey only, 200 latency samples")
+                    help="development run: 2000 items, 1 rep, valkey only, 100 latency samples")
     ap.add_argument("--python", default=envs.default_python(),
                     help="interpreter of every venv (default: Debian's python3 if present)")
     ap.add_argument("--out", default="", help="JSON path (default bench/results/peers-<ts>.json)")
@@ -683,11 +683,11 @@ def parse() -> argparse.Namespace:
                     help="only re-render table, targets and chart from a saved JSON")
     a = ap.parse_args()
     if a.quick:
-        a.items, a.reps, a.lat_samples = min(a.items, 2000), 1, 200
+        a.items, a.reps, a.lat_samples = min(a.items, 2000), 1, 100
         if "--servers" not in sys.argv:
             a.servers = "valkey"
         a.phase_timeout = min(a.phase_timeout, 60.0)
-        a.lat_budget = min(a.lat_budget, 8.0)
+        a.lat_budget = min(a.lat_budget, 4.0)
     return a
 
 
