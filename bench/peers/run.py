@@ -793,7 +793,8 @@ def finish(a: argparse.Namespace, keys: list[str], report: dict[str, Any], stamp
     report["seconds"] = time.monotonic() - t_start
     report["summary"] = summarize(report)
     report["targets"] = targets(report)
-    out = Path(a.out) if a.out else RESULTS / f"peers-{stamp}.json"
+    prefix = "peers-quick" if a.quick else "peers"
+    out = Path(a.out) if a.out else RESULTS / f"{prefix}-{stamp}.json"
     out.write_text(json.dumps(report, indent=1, default=str))
     png = out.with_suffix(".png")
     print(table(report))
