@@ -187,10 +187,12 @@ def run(items: int, workers: int, worker_kills: int, server_kills: int, lease: f
         s = admin.stats()
         dead = dead_letters(admin)
         admin.dead_purge()
-        # what a drained queue leaves: its counters, and the recent lease tokens (with a TTL)
+        # what a drained queue leaves: its counters, and, for 60 s, the recent lease tokens and
+        # the replies of recent calls without a token (all with a TTL)
         leftover = sorted(k.decode() for raw in server.nodes() for k in raw.scan_iter()
                           if not k.endswith(b":meta")
-                          and not (k.endswith(b":acked") and raw.pttl(k) > 0))
+                          and not ((k.endswith(b":acked") or b"}:call:" in k)
+                                   and raw.pttl(k) > 0))
     finally:
         for p in procs:
             p.send_signal(signal.SIGKILL)

@@ -120,6 +120,11 @@ class QueueKeys:
         """Key of the kept result of ``item_id``."""
         return f"{PREFIX}:{{{self.name}}}:result:{item_id}"
 
+    def call(self, call_id: str) -> str:
+        """Key holding the reply of one call without a lease token, so that a repeat of that
+        call (after a lost reply) answers as its first run did (``lua/includes/calls.lua``)."""
+        return f"{PREFIX}:{{{self.name}}}:call:{call_id}"
+
     def extra(self, part: str) -> str:
         """A key of the queue's namespace for a facade's own bookkeeping (same hash tag)."""
         return f"{PREFIX}:{{{self.name}}}:{part}"

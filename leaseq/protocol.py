@@ -9,6 +9,7 @@ entries of many concurrent calls into one :class:`Call`.
 from __future__ import annotations
 
 import math
+import os
 import time
 import uuid
 import zlib
@@ -191,6 +192,13 @@ def headers_of(stored: bytes | None) -> tuple[bytes | None, Mapping[str, str]]:
         return inner, {}
 
 
+def once(cfg: Config, keys: Sequence[str]) -> list[str]:
+    """``keys`` and a fresh call key: the script stores its reply there, so a repeat of this
+    same call (a retry after a lost reply) answers as the first run did instead of running
+    again. For the calls no lease token identifies."""
+    return [*keys, cfg.keys.call(os.urandom(9).hex())]
+
+
 def add(cfg: Config, entries: Sequence[Entry]) -> Call[list[AddResult]]:
     args: list[Arg] = [len(entries)]
     for item_id, payload, prio, delay_ms, _ in entries:
@@ -205,7 +213,7 @@ def add(cfg: Config, entries: Sequence[Entry]) -> Call[list[AddResult]]:
             out.append(AddResult(item_id, added, None if added else STATES.get(code)))
         return out
 
-    return Call("add", cfg.keys.all_fixed, args, parse)
+    return Call("add", once(cfg, cfg.keys.all_fixed), args, parse)
 
 
 # ---------------------------------------------------------------------------------- lease
@@ -289,6 +297,8 @@ def complete(cfg: Config, items: Sequence[Done], next_n: int = 0,
         if result is not None:
             keys.append(cfg.keys.result(item_id))
     m = len(items)
+    if any(tok == 0 for (_, _, tok), _, _ in items):
+        keys = once(cfg, keys)  # a bare id: no token tells a repeat from a first run
 
     def parse(reply: list[Any]) -> tuple[list[bool], Leased | None]:
         flags = [code != 0 for code in reply[:m]]
@@ -353,7 +363,10 @@ def requeue(cfg: Config, items: Sequence[Giveback]) -> Call[list[bool]]:
     args: list[Arg] = [len(items)]
     for t, delay_ms, payload in items:
         args += (*t, delay_ms, payload)
-    return Call("requeue", cfg.keys.all_fixed, args, lambda reply: [x != 0 for x in reply])
+    keys: Sequence[str] = cfg.keys.all_fixed
+    if any(t[2] == 0 for t, _, _ in items):
+        keys = once(cfg, keys)  # a bare id: no token tells a repeat from a first run
+    return Call("requeue", keys, args, lambda reply: [x != 0 for x in reply])
 
 
 # ---------------------------------------------------------------------------------- inspect
@@ -363,7 +376,7 @@ def ids(values: Iterable[str]) -> list[str]:
 
 
 def remove(cfg: Config, item_ids: Sequence[str]) -> Call[list[bool]]:
-    return Call("remove", cfg.keys.all_fixed, list(item_ids),
+    return Call("remove", once(cfg, cfg.keys.all_fixed), list(item_ids),
                 lambda reply: [x == 1 for x in reply])
 
 
@@ -423,7 +436,7 @@ def peek(cfg: Config, which: str, start: int, n: int) -> Call[tuple[int, list[Pe
 
 
 def purge(cfg: Config) -> Call[int]:
-    return Call("purge", cfg.keys.all_fixed, [], int)
+    return Call("purge", once(cfg, cfg.keys.all_fixed), [], int)
 
 
 def sweep(cfg: Config, limit: int) -> Call[tuple[int, int]]:
@@ -435,7 +448,7 @@ def dead_op(cfg: Config, script: str, item_ids: Sequence[str] | None,
             limit: int) -> Call[int]:
     """dead_requeue / dead_purge of the given ids, or of up to ``limit`` oldest when None."""
     args: list[Arg] = ["all", count(limit, "limit")] if item_ids is None else ["ids", *item_ids]
-    return Call(script, cfg.keys.all_fixed, args, int)
+    return Call(script, once(cfg, cfg.keys.all_fixed), args, int)
 
 
 # ---------------------------------------------------------------------------------- coalescing

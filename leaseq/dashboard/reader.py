@@ -21,6 +21,7 @@ from typing import Any
 from ..aio import Queue
 from ..connection import async_client
 from ..discovery import aqueue_names
+from ..errors import LeaseqConnectionError, LeaseqError, PermissionDenied
 from ..models import ItemState, Peeked, Stats
 
 SIZES = ("pending", "delayed", "leased", "dead")
@@ -58,6 +59,8 @@ class Overview:
     now_ms: int
     history: list[tuple[float, dict[str, float]]]  # (server ms, summed rates per counter)
     error: str | None = None
+    unreadable: tuple[tuple[str, str], ...] = ()  # (queue, error): stats that failed (a key of
+    # the wrong type...); the other queues are shown all the same
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,7 @@ class Reader:
         self._names: list[str] = []
         self._names_at = -1e18
         self._samples: deque[Sample] = deque()
+        self._unreadable: tuple[tuple[str, str], ...] = ()
         self._lock: asyncio.Lock | None = None
         self.history = history
         self.sample_every = sample_every
@@ -153,11 +157,18 @@ class Reader:
                 names = await self.names()
                 limit = asyncio.Semaphore(READ_CONCURRENCY)
 
-                async def stats(name: str) -> Stats:
+                async def stats(name: str) -> Stats | tuple[str, str]:
                     async with limit:
-                        return await self.queue(name).stats()
+                        try:
+                            return await self.queue(name).stats()
+                        except (LeaseqConnectionError, PermissionDenied):
+                            raise
+                        except LeaseqError as exc:
+                            return (name, str(exc))
 
-                got = await asyncio.gather(*(stats(n) for n in names))
+                read = await asyncio.gather(*(stats(n) for n in names))
+                got = [s for s in read if isinstance(s, Stats)]
+                self._unreadable = tuple(s for s in read if isinstance(s, tuple))
                 now_ms = max((s.now_ms for s in got), default=int(time.time() * 1000))
                 self._samples.append(Sample(time.monotonic(), now_ms,
                                             {s.queue: s for s in got}))
@@ -184,7 +195,7 @@ class Reader:
                 for k in RATED:
                     summed[k] += r[k] or 0.0
             history.append((float(b.now_ms), summed))
-        return Overview(rows, last.now_ms, history)
+        return Overview(rows, last.now_ms, history, unreadable=self._unreadable)
 
     # ------------------------------------------------------------------------------ one queue
 

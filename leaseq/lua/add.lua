@@ -2,6 +2,8 @@
 
 KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; uses meta, pending, delayed, leased,
              dead, items, data, wake
+KEYS[last]   optional leaseq:{q}:call:<call id> (includes/calls.lua): a repeat of this call
+             answers as its first run did, without running again
 ARGV[1]      count of items, then for each item 4 values:
              id, payload, priority (-1000..1000), delay_ms (0 = ready now)
 
@@ -9,11 +11,17 @@ Returns one integer per item: 0 added, or the state the existing id is in
 (1 pending, 2 delayed, 3 leased, 4 dead; 5 when its record is in no set).
 ]]
 -- @include "queue_keys"
+-- @include "calls"
 local count_items = tonumber(ARGV[1])
 -- @include "clock"
 -- @include "record"
 -- @include "wake"
 bind_queue(KEYS)
+local call = call_key(KEYS)
+local seen = call_seen(call)
+if seen then
+  return seen
+end
 
 local now = now_ms()
 local out = {}
@@ -59,4 +67,4 @@ if #ready > 0 then
   redis.call('ZADD', Q.pending, unpack(ready))
   wake_one()
 end
-return out
+return call_done(call, out)

@@ -2,6 +2,8 @@
 
 KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; uses every one of them
 KEYS[11...]  leaseq:{q}:result:<id>, one per item that keeps a result, in item order
+KEYS[last]   optional leaseq:{q}:call:<call id> (includes/calls.lua): a repeat of this call
+             answers as its first run did, without running again
 ARGV[1..3]   policy: max_attempts, dead_max, dead_ttl_ms (for the reclaim done by the lease)
 ARGV[4]      next_n: items to lease after completing (0 = none)
 ARGV[5]      lease_ms for those items
@@ -16,6 +18,7 @@ Returns {outcome per item..., then the lease reply of lease.lua when next_n > 0}
 1 completed, 2 completed earlier by this same token (a repeated call), 0 not completed.
 ]]
 -- @include "queue_keys"
+-- @include "calls"
 local next_n = tonumber(ARGV[4])
 local lease_ms = tonumber(ARGV[5])
 local count_items = tonumber(ARGV[6])
@@ -24,6 +27,11 @@ local count_items = tonumber(ARGV[6])
 -- @include "acked"
 -- @include "take"
 bind_queue(KEYS)
+local call = call_key(KEYS)
+local seen = call_seen(call)
+if seen then
+  return seen
+end
 bind_policy(ARGV)
 
 local now = now_ms()
@@ -82,9 +90,9 @@ if #acks > 0 then
   ack_trim(now, lo, hi)
 end
 if next_n > 0 then
-  return lease_reply(next_n, lease_ms, now, out)
+  return call_done(call, lease_reply(next_n, lease_ms, now, out))
 end
 if touched_ready then
   wake_sync()
 end
-return out
+return call_done(call, out)

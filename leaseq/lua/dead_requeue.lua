@@ -2,16 +2,24 @@
 
 KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; uses meta, pending, dead, items, errors,
              wake
+KEYS[last]   optional leaseq:{q}:call:<call id> (includes/calls.lua): a repeat of this call
+             answers as its first run did, without running again
 ARGV[1]      mode: "ids" (ARGV[2...] are ids) or "all" (ARGV[2] = limit, oldest first)
 
 Returns the number of items requeued (in "all" mode, equal to limit means there may be more).
 ]]
 -- @include "queue_keys"
+-- @include "calls"
 -- @include "clock"
 -- @include "record"
 -- @include "dead_select"
 -- @include "wake"
 bind_queue(KEYS)
+local call = call_key(KEYS)
+local seen = call_seen(call)
+if seen then
+  return seen
+end
 
 local ids = dead_selection(ARGV)
 local moved = 0
@@ -32,4 +40,4 @@ count('requeued', moved)
 if moved > 0 then
   wake_one()
 end
-return moved
+return call_done(call, moved)

@@ -1,6 +1,8 @@
 --[[ purge: delete every item of a queue, in every state.
 
 KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; unlinks all of them but meta
+KEYS[last]   optional leaseq:{q}:call:<call id> (includes/calls.lua): a repeat of this call
+             answers as its first run did, without running again
 ARGV         none
 
 The meta hash stays: its lifetime counters, and its seq counter, which keeps old lease tokens
@@ -9,7 +11,13 @@ from ever matching an item added after the purge. Kept results expire on their o
 Returns the number of items deleted.
 ]]
 -- @include "queue_keys"
+-- @include "calls"
 bind_queue(KEYS)
+local call = call_key(KEYS)
+local seen = call_seen(call)
+if seen then
+  return seen
+end
 
 local n = redis.call('HLEN', Q.items)
 redis.call('UNLINK', Q.pending, Q.delayed, Q.leased, Q.dead, Q.items, Q.data, Q.errors,
@@ -17,4 +25,4 @@ redis.call('UNLINK', Q.pending, Q.delayed, Q.leased, Q.dead, Q.items, Q.data, Q.
 if n > 0 then
   redis.call('HINCRBY', Q.meta, 'purged', n)
 end
-return n
+return call_done(call, n)

@@ -2,6 +2,8 @@
 
 KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; uses meta, pending, delayed, leased,
              dead, items, data, errors, wake
+KEYS[last]   optional leaseq:{q}:call:<call id> (includes/calls.lua): a repeat of this call
+             answers as its first run did, without running again
 ARGV         the ids
 
 A holder of a removed item's lease can no longer complete, extend or fail it.
@@ -9,10 +11,16 @@ A holder of a removed item's lease can no longer complete, extend or fail it.
 Returns one integer per id: 1 removed, 0 unknown.
 ]]
 -- @include "queue_keys"
+-- @include "calls"
 -- @include "clock"
 -- @include "record"
 -- @include "wake"
 bind_queue(KEYS)
+local call = call_key(KEYS)
+local seen = call_seen(call)
+if seen then
+  return seen
+end
 
 local out = {}
 local removed = 0
@@ -33,4 +41,4 @@ count('removed', removed)
 if removed > 0 then
   wake_sync()
 end
-return out
+return call_done(call, out)

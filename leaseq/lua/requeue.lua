@@ -2,6 +2,8 @@
 
 KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; uses meta, pending, delayed, leased,
              items, data, acked, wake
+KEYS[last]   optional leaseq:{q}:call:<call id> (includes/calls.lua): a repeat of this call
+             answers as its first run did, without running again
 ARGV[1]      count of leases, then for each 5 values: id, inc, token, delay_ms (0 = ready now),
              payload (empty = keep the stored one; a stored payload is never empty)
 
@@ -12,12 +14,18 @@ after delay_ms if given, with the new payload if one is given.
 Returns one integer per lease: 1 requeued, 3 already finished by this same token, 0 refused.
 ]]
 -- @include "queue_keys"
+-- @include "calls"
 local count_items = tonumber(ARGV[1])
 -- @include "clock"
 -- @include "record"
 -- @include "acked"
 -- @include "wake"
 bind_queue(KEYS)
+local call = call_key(KEYS)
+local seen = call_seen(call)
+if seen then
+  return seen
+end
 
 local now = now_ms()
 local lo, hi = math.huge, 0 -- the lowest and highest token acked
@@ -62,4 +70,4 @@ end
 if ready then
   wake_one()
 end
-return out
+return call_done(call, out)

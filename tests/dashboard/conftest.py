@@ -18,6 +18,18 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-component-update", "--disable-sync"]
 
 
+@pytest.fixture(scope="module")
+def valkey_server() -> Iterator[Any]:
+    """The dashboard tests' own server (overrides the session's shared one): the overview
+    lists the biggest queues of a server, so other tests' queues must not crowd them out."""
+    from leaseq.server.process import ServerProcess
+
+    server = ServerProcess(kind="valkey")
+    server.start()
+    yield server
+    server.close()
+
+
 @pytest.fixture
 def dash(valkey_server: Any) -> Iterator[Callable[..., Any]]:
     """``dash(**create_app options)``: a TestClient (Host 127.0.0.1) on an app reading the

@@ -55,6 +55,25 @@ def test_overview_shows_each_queues_counts(dash: Any, q: Any) -> None:
     assert "<svg" in r.text  # the throughput chart
 
 
+def test_an_unreadable_queue_is_named_and_the_others_shown(dash: Any, q: Any,
+                                                            valkey_server: Any) -> None:
+    fill(q)
+    broken = leaseq.Queue(q.name + "-broken", url=valkey_server.url)
+    broken.add("x")
+    raw = valkey_server.client()
+    raw.delete(broken.config.keys.pending)
+    raw.set(broken.config.keys.pending, "<b>not a zset</b>")
+    try:
+        r = dash().get("/")
+        assert r.status_code == 200
+        assert row_cells(r.text, q.name)["pending"] == "7"
+        assert f'data-unreadable="{broken.name}"' in r.text and "WRONGTYPE" in r.text
+    finally:
+        raw.delete(broken.config.keys.pending)
+        broken.purge()
+        broken.close()
+
+
 def test_rates_and_chart_follow_the_counters(dash: Any, q: Any) -> None:
     c = dash(refresh=0.05)
     q.add_many(range(20))

@@ -1309,3 +1309,35 @@ def test_no_aba_flow(server: Any, queue_name: str) -> None:
         "data": {"a": "v2"},
         "acked": {},
     }
+
+
+@pytest.mark.parametrize("via", ["eval", "fcall"])
+def test_a_call_key_makes_a_repeat_answer_as_the_first_run(server: Any, queue_name: str,
+                                                           via: str) -> None:
+    """add / remove / complete by bare id with a call key (includes/calls.lua): the first run
+    stores its reply under the key for 60 s; the same call sent again answers it and changes
+    nothing, even after the id was completed or added again; a new call key runs anew."""
+    client = _client(server)
+    keys = QueueKeys.of(queue_name)
+    fixed = list(keys.all_fixed)
+    first, again = keys.call("c1"), keys.call("c2")
+    add = [1, "a", "v1", 0, 0]
+    assert _run(client, via, "add", [*fixed, first], add) == [0]
+    assert 0 < client.pttl(first) <= 60_000
+    assert client.hget(keys.items, "a") is not None
+    done = complete_args(("a", 0, 0, "", 0))  # by bare id
+    assert _run(client, via, "complete", [*fixed, again], done) == [1]
+    assert client.hget(keys.items, "a") is None
+    # The repeats: the add does not bring "a" back; the complete answers 1 again.
+    assert _run(client, via, "add", [*fixed, first], add) == [0]
+    assert client.hget(keys.items, "a") is None
+    assert _run(client, via, "complete", [*fixed, again], done) == [1]
+    meta_now = client.hgetall(keys.meta)
+    assert (meta_now["added"], meta_now["completed"]) == ("1", "1")
+    # A new call is a new call.
+    assert _run(client, via, "add", [*fixed, keys.call("c3")], add) == [0]
+    assert _run(client, via, "remove", [*fixed, keys.call("c4")], ["a", "zz"]) == [1, 0]
+    assert _run(client, via, "remove", [*fixed, keys.call("c4")], ["a", "zz"]) == [1, 0]
+    assert client.hgetall(keys.meta)["removed"] == "1"
+    for k in ("c1", "c2", "c3", "c4"):
+        client.delete(keys.call(k))

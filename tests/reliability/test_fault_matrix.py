@@ -16,7 +16,8 @@ compares with a reference run of the same operation on an unbroken connection:
   to the tally of ``state(id)``, ``added`` = items left + completed + removed + purged.
 
 The second part breaks a call while *another client acts* before the retry arrives, and shows
-the calls whose repeat applies twice (marked xfail: engine bugs, see docs/guarantees.md).
+that no repeat applies twice: a call with a lease token is recognised by it, a call without one
+by its call key (the first run's reply, kept 60 s: lua/includes/calls.lua).
 """
 
 from __future__ import annotations
@@ -171,24 +172,16 @@ BY_NAME = {op.name: op for op in OPS}
 P = State.PENDING
 # What a repeat answers when the first run's reply was lost (after / mid / stall with the
 # client's retry), where it differs from an unbroken call. The state is right in every case.
+# Calls without a lease token (add, remove, purge, dead-letter calls, complete and requeue by
+# bare id) are absent: the first run stored its reply under the call's key, and the repeat
+# answers exactly that (lua/includes/calls.lua).
 RETRIED: dict[str, Any] = {
-    "add": ("add", "n1", False, P),  # "already there": it is, this very call put it there
-    "add_many": [("add", "n1", False, P), ("add", "n2", False, P), ("add", "*", True, None)],
     "lease": ("lease", "p2", 1),  # the next item; p1 (the lost reply's) comes back later
     "lease_many": [("lease", "p3", 1)],  # all that was left
-    "complete(bare id)": False,  # not recognisable without a token
     "complete_and_lease": (True, [("lease", "p2", 1)]),  # completion recognised, next item
     "complete_many_and_lease": ([True, True], [("lease", "p3", 1)]),
     "fail": str(FailOutcome.REPEATED),  # recognised by its token
-    "requeue(bare id)": False,  # not recognisable without a token
-    "remove": False,
-    "remove_many": [False, False, False],
-    "purge": 0,
     "sweep": (0, 0),
-    "dead_requeue(ids)": 0,
-    "dead_requeue(all)": 0,
-    "dead_purge(ids)": 0,
-    "dead_purge(all)": 0,
 }
 
 
@@ -396,10 +389,6 @@ def test_fault_matrix(bench: Bench, face: str, op: str, moment: Moment, retry: b
 # (the proxy runs ``during`` while it holds the reply). A call that names its lease (token) is
 # recognised when repeated; a call that names only an id, or none, is run again from scratch.
 
-ENGINE_BUG = ("engine: a repeat of a call without a lease token is applied again; the first "
-              "run is not recognised (needs a per-call request id kept like the acked tokens)")
-
-
 def interleave(b: Bench, name: str, op_script: str, during: Callable[[leaseq.Queue], object],
                call: Callable[[leaseq.Queue], Any]) -> Any:
     """Run ``call`` on a proxied queue with redis-py's default retry; its first reply is lost
@@ -450,7 +439,6 @@ def test_fail_with_a_token_is_not_repeated_on_a_new_lease(fresh: Any) -> None:
     check_consistent(b.raw, name)
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_BUG)
 def test_complete_by_bare_id_is_not_repeated_on_a_readded_id(fresh: Any) -> None:
     """The repeat of complete("job") completes the incarnation added meanwhile: that item is
     gone without ever being leased."""
@@ -463,7 +451,6 @@ def test_complete_by_bare_id_is_not_repeated_on_a_readded_id(fresh: Any) -> None
     assert q.stats().counter("completed") == 1
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_BUG)
 def test_remove_is_not_repeated_on_a_readded_id(fresh: Any) -> None:
     """The repeat of remove("job") removes the item added again meanwhile."""
     b, name, q = fresh
@@ -474,7 +461,6 @@ def test_remove_is_not_repeated_on_a_readded_id(fresh: Any) -> None:
     assert q.stats().counter("removed") == 1
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_BUG)
 def test_add_with_an_id_is_not_repeated_after_its_completion(fresh: Any) -> None:
     """add(id="job") is repeated after a worker leased and completed "job": the item is added
     (and executed) a second time."""
@@ -489,7 +475,6 @@ def test_add_with_an_id_is_not_repeated_after_its_completion(fresh: Any) -> None
     assert q.stats().counter("added") == 1
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_BUG)
 def test_add_without_an_id_is_not_repeated_after_its_completion(fresh: Any) -> None:
     """The same with a generated id: the repeat adds a second copy, reported as added."""
     b, name, q = fresh
@@ -503,7 +488,6 @@ def test_add_without_an_id_is_not_repeated_after_its_completion(fresh: Any) -> N
     assert q.stats().counter("added") == 1
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_BUG)
 def test_requeue_by_bare_id_is_not_repeated_on_a_new_lease(fresh: Any) -> None:
     """The repeat of requeue("job") takes away the lease another worker took meanwhile."""
     b, name, q = fresh
@@ -518,7 +502,6 @@ def test_requeue_by_bare_id_is_not_repeated_on_a_new_lease(fresh: Any) -> None:
     assert q.stats().counter("requeued") == 1
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_BUG)
 def test_purge_is_not_repeated_on_items_added_after_it(fresh: Any) -> None:
     """The repeat of purge() deletes an item added after the first run emptied the queue."""
     b, name, q = fresh
@@ -527,9 +510,30 @@ def test_purge_is_not_repeated_on_items_added_after_it(fresh: Any) -> None:
     assert q.state("late").state is State.PENDING
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_BUG)
 def test_dead_purge_is_not_repeated_on_later_dead_letters(fresh: Any) -> None:
-    """The repeat of dead_purge() deletes a dead letter that died after the first run."""
+    """The repeat of dead_purge(["x1"]) does not delete a dead letter that died after the first
+    run, even one with the same id (x1 added again and dead again)."""
+    b, name, q = fresh
+    q.add("x", id="x1")
+    for _ in range(2):
+        q.fail(q.lease(block=False), error="bad", retry_in=0)  # x1 dead
+
+    def die_again(o: leaseq.Queue) -> None:
+        o.add("x again", id="x1")
+        for _ in range(2):
+            lease = o.lease(block=False)
+            assert lease is not None and lease.id == "x1"
+            o.fail(lease, error="bad", retry_in=0)
+
+    assert interleave(b, name, "dead_purge", die_again, lambda pq: pq.dead_purge(["x1"])) == 1
+    assert q.state("x1").state is State.DEAD and q.state("x1").payload == b'J"x again"'
+    assert q.stats().counter("dead_purged") == 1
+
+
+def test_dead_purge_of_all_counts_each_dead_letter_once(fresh: Any) -> None:
+    """dead_purge() of all runs chunk after chunk: a letter that dies while it runs may go with
+    a later chunk (as without any fault), but the repeat of the cut chunk is not applied twice:
+    what it returns is what the counter says."""
     b, name, q = fresh
     q.add("x", id="x1")
     for _ in range(2):
@@ -542,5 +546,6 @@ def test_dead_purge_is_not_repeated_on_later_dead_letters(fresh: Any) -> None:
             assert lease is not None and lease.id == "late"
             o.fail(lease, error="bad", retry_in=0)
 
-    interleave(b, name, "dead_purge", die, lambda pq: pq.dead_purge())
-    assert q.state("late").state is State.DEAD
+    total = interleave(b, name, "dead_purge", die, lambda pq: pq.dead_purge())
+    assert total == q.stats().counter("dead_purged") == 2
+    assert q.stats().dead == 0
