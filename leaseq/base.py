@@ -31,6 +31,9 @@ class QueueBase:
             an equal payload already in the queue is not added twice.
         max_block: longest single server-side wait of a blocking lease (it loops until the
             caller's timeout).
+        holder: a name this queue's leases carry (e.g. ``"host:pid"``), shown by ``peek``,
+            ``state`` and the dashboard while the item is leased; stored in the item's record,
+            so it costs no extra server call. The worker runtime names its host and process.
     """
 
     def __init__(
@@ -38,7 +41,7 @@ class QueueBase:
         max_attempts: int = 5, backoff: Backoff | None = None, dead_max: int = 100_000,
         dead_ttl: float = 7 * 86400.0, result_ttl: float = 3600.0,
         serializer: Serializer | None = None, max_payload: int = DEFAULT_MAX_PAYLOAD,
-        unique_by_content: bool = False, max_block: float = 2.0,
+        unique_by_content: bool = False, max_block: float = 2.0, holder: str = "",
     ) -> None:
         keys = QueueKeys.of(name)
         P.ms(lease, "lease")
@@ -49,7 +52,7 @@ class QueueBase:
                 raise InvalidArgument(f"{what} must be an int >= 0, not {value!r}")
         self.config = P.Config(
             keys, Codec(serializer, max_payload), lease, max_attempts, backoff or Backoff(),
-            dead_max, dead_ttl, result_ttl, unique_by_content,
+            dead_max, dead_ttl, result_ttl, unique_by_content, holder,
         )
         self.client = self._connect(client, url)
         self._owned = self.client is not client

@@ -143,6 +143,7 @@ class ItemState:
     now_ms: int = 0
     payload: bytes | None = None  # the stored payload (without headers) while the item exists
     headers: Mapping[str, str] = field(default_factory=dict)  # the item's headers, if any
+    holder: str | None = None  # while leased: who holds the lease, if it named itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +181,7 @@ class Peeked:
     lease_no: int
     codec: Codec = field(repr=False, compare=False)
     headers: Mapping[str, str] = field(default_factory=dict)
+    holder: str | None = None  # who took the latest lease, if it named itself (leased rows)
 
     @property
     def data(self) -> Any:

@@ -65,6 +65,7 @@ class Config:
     dead_ttl: float
     result_ttl: float
     unique_by_content: bool
+    holder: str = ""  # named in every lease this queue takes ("": none)
     policy: tuple[int, int, int] = (0, 0, 0)  # ARGV[1..3] of the scripts that dead-letter
     lease_ms: int = 0  # the default lease in ms
 
@@ -72,6 +73,14 @@ class Config:
         policy = (self.max_attempts, self.dead_max, ms(self.dead_ttl, "dead_ttl", zero=True))
         object.__setattr__(self, "policy", policy)
         object.__setattr__(self, "lease_ms", ms(self.lease, "lease"))
+        h = self.holder
+        if not isinstance(h, str) or len(h) > MAX_HOLDER or any(
+                ord(c) < 32 or ord(c) == 127 for c in h):
+            raise InvalidArgument(f"holder must be text of at most {MAX_HOLDER} printable "
+                                  f"characters, not {h!r}")
+
+
+MAX_HOLDER = 200
 
 
 def ms(seconds: object, what: str, *, zero: bool = False) -> int:
@@ -242,8 +251,10 @@ def _parse_leased(cfg: Config, reply: Sequence[Any], start: int) -> Leased:
 
 def lease(cfg: Config, n: int, seconds: float | None) -> Call[Leased]:
     lease_ms = cfg.lease_ms if seconds is None else ms(seconds, "lease")
-    return Call("lease", cfg.keys.all_fixed, [*cfg.policy, count(n), lease_ms],
-                lambda reply: _parse_leased(cfg, reply, 0))
+    args: list[Arg] = [*cfg.policy, count(n), lease_ms]
+    if cfg.holder:
+        args.append(cfg.holder)
+    return Call("lease", cfg.keys.all_fixed, args, lambda reply: _parse_leased(cfg, reply, 0))
 
 
 def resync(cfg: Config) -> Call[None]:
@@ -297,6 +308,8 @@ def complete(cfg: Config, items: Sequence[Done], next_n: int = 0,
         if result is not None:
             keys.append(cfg.keys.result(item_id))
     m = len(items)
+    if next_n > 0 and cfg.holder:
+        args.append(cfg.holder)
     if any(tok == 0 for (_, _, tok), _, _ in items):
         keys = once(cfg, keys)  # a bare id: no token tells a repeat from a first run
 
@@ -396,6 +409,7 @@ def state(cfg: Config, item_id: str) -> Call[ItemState]:
             last_error=_s(r[7]), has_result=r[8] == 1,
             result=cfg.codec.decode(r[9]) if r[8] == 1 else None, now_ms=int(r[0]),
             payload=payload, headers=headers,
+            holder=(_s(r[11]) or None) if st is State.LEASED and len(r) > 11 else None,
         )
 
     keys = [*cfg.keys.all_fixed, cfg.keys.result(item_id)]
@@ -425,11 +439,11 @@ def peek(cfg: Config, which: str, start: int, n: int) -> Call[tuple[int, list[Pe
 
     def parse(r: list[Any]) -> tuple[int, list[Peeked]]:
         rows = []
-        for i in range(1, len(r), 8):
+        for i in range(1, len(r), 9):
             payload, headers = headers_of(r[i + 1])
             rows.append(Peeked(r[i].decode("utf-8"), payload or b"", int(r[i + 2]),
                                int(r[i + 3]), float(r[i + 4]), _s(r[i + 5]), int(r[i + 6]),
-                               int(r[i + 7]), cfg.codec, headers))
+                               int(r[i + 7]), cfg.codec, headers, _s(r[i + 8]) or None))
         return int(r[0]), rows
 
     return Call("peek", cfg.keys.all_fixed, [which, start, count(n)], parse)

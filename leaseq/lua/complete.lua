@@ -9,6 +9,7 @@ ARGV[4]      next_n: items to lease after completing (0 = none)
 ARGV[5]      lease_ms for those items
 ARGV[6]      count of items, then for each item 5 values:
              id, inc (0 = any incarnation), token (0 = none), result, result_ttl_ms (0 = keep none)
+ARGV[last]   optional, after the items: the holder of the next leases ('' = none)
 
 An item is completed when it exists and inc is 0 or its incarnation: the first completer wins,
 even one whose lease ran out, but a lease of an older incarnation of the id never does (no ABA).
@@ -22,6 +23,7 @@ Returns {outcome per item..., then the lease reply of lease.lua when next_n > 0}
 local next_n = tonumber(ARGV[4])
 local lease_ms = tonumber(ARGV[5])
 local count_items = tonumber(ARGV[6])
+local holder = ARGV[7 + count_items * 5] or ''
 -- @include "clock"
 -- @include "record"
 -- @include "acked"
@@ -90,7 +92,7 @@ if #acks > 0 then
   ack_trim(now, lo, hi)
 end
 if next_n > 0 then
-  return call_done(call, lease_reply(next_n, lease_ms, now, out))
+  return call_done(call, lease_reply(next_n, lease_ms, now, out, holder))
 end
 if touched_ready then
   wake_sync()

@@ -5,6 +5,7 @@ KEYS[1..10]  the queue's fixed keys (includes/queue_keys.lua), all leaseq:{q}:*;
 ARGV[1..3]   policy: max_attempts, dead_max, dead_ttl_ms (includes/policy.lua)
 ARGV[4]      n: how many items at most (0 only maintains and resyncs the wake key)
 ARGV[5]      lease_ms: lease duration in milliseconds (> 0)
+ARGV[6]      optional holder: who takes the leases (kept in each item's record; '' = none)
 
 Before taking, promotes due delayed items and reclaims expired leases (bounded per call).
 Each leased item's attempt count goes up by one and it gets a fresh token.
@@ -15,10 +16,11 @@ Returns {now_ms, next_due_ms, deadline_ms, (id, payload, attempts, inc, token)*}
 -- @include "queue_keys"
 local n = tonumber(ARGV[4])
 local lease_ms = tonumber(ARGV[5])
+local holder = ARGV[6] or ''
 -- @include "clock"
 -- @include "record"
 -- @include "take"
 bind_queue(KEYS)
 bind_policy(ARGV)
 
-return lease_reply(n, lease_ms, now_ms(), {})
+return lease_reply(n, lease_ms, now_ms(), {}, holder)

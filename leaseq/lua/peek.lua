@@ -5,7 +5,8 @@ KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; uses one set (pending, de
 ARGV[1]      which set: pending | delayed | leased | dead
 ARGV[2]      start (0-based rank), ARGV[3] count
 
-Returns {total, (id, payload, attempts, priority, score, last_error, inc, token)*} in the set's order
+Returns {total, (id, payload, attempts, priority, score, last_error, inc, token, holder)*} in the
+set's order
 (pending: the order lease takes them; delayed: by due time; leased: by deadline; dead: oldest
 first).
 ]]
@@ -33,5 +34,6 @@ for i = 1, #rows, 2 do
   out[#out + 1] = redis.call('HGET', Q.errors, id)
   out[#out + 1] = r and fmt(r.inc) or '0'
   out[#out + 1] = r and fmt(r.tok) or '0'
+  out[#out + 1] = r and r.h or ''
 end
 return out

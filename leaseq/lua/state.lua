@@ -6,7 +6,7 @@ KEYS[11]     leaseq:{q}:result:<id>
 ARGV[1]      id
 
 Returns {now_ms, state, attempts, score, inc, priority, token, last_error, has_result, result,
-payload}:
+payload, holder}:
 state 1 pending, 2 delayed (score = due), 3 leased (score = deadline), 4 dead (score = time of
 death), 5 recorded in no set (should not happen), 6 completed with a kept result, 0 unknown.
 ]]
@@ -30,4 +30,4 @@ local st, score = state_of(id)
 if st == 0 then st = 5 end
 -- A result key next to a live record belongs to an earlier incarnation of the id: not reported.
 return { now, st, r.att, score or 0, fmt(r.inc), r.prio, fmt(r.tok),
-         redis.call('HGET', Q.errors, id), 0, false, redis.call('HGET', Q.data, id) }
+         redis.call('HGET', Q.errors, id), 0, false, redis.call('HGET', Q.data, id), r.h }

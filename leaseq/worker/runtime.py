@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -148,7 +149,8 @@ class Worker:
         if self._stopping:
             self._stop_ev.set()
         own = not isinstance(self._queue_arg, AsyncQueue)
-        q = self._q = (AsyncQueue(self._queue_arg, **self._queue_opts)
+        holder = f"{socket.gethostname()[:150]}:{os.getpid()}"  # shown while it holds a lease
+        q = self._q = (AsyncQueue(self._queue_arg, holder=holder, **self._queue_opts)
                        if not isinstance(self._queue_arg, AsyncQueue) else self._queue_arg)
         self._pool = ThreadPool(self._pool_size) if self._pool_size else None
         signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()

@@ -115,6 +115,19 @@ def test_queue_tabs_show_due_time_lease_and_last_error(dash: Any, q: Any) -> Non
     assert "boom &lt;b&gt;bold&lt;/b&gt;" in dead and "<b>bold" not in dead
 
 
+def test_leased_tab_and_item_page_show_the_holder(dash: Any, q: Any,
+                                                  valkey_server: Any) -> None:
+    named = leaseq.Queue(q.name, url=valkey_server.url, holder="<b>host</b>:42")
+    named.add("x", id="held")
+    assert named.lease(block=False) is not None
+    c = dash()
+    leased = c.get("/queue", params={"q": q.name, "which": "leased"}).text
+    assert '<td class="id" data-k="holder">&lt;b&gt;host&lt;/b&gt;:42</td>' in leased
+    item = c.get("/item", params={"q": q.name, "id": "held"}).text
+    assert '<dd id="holder">&lt;b&gt;host&lt;/b&gt;:42</dd>' in item
+    named.close()
+
+
 def test_item_page_escapes_payload_id_and_error(dash: Any, q: Any) -> None:
     evil = "<script>alert(1)</script><img src=x onerror=alert(2)>"
     q.add(evil, id=evil)

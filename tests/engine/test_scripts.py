@@ -404,6 +404,26 @@ case(
      "wake": WAKE},
 )
 case(
+    "lease/a holder named by the lease is kept in each record; a lease naming none clears it",
+    {"meta": meta(seq=5), "pending": {"a": ps(0, 1), "b": ps(0, 2)},
+     "items": {"a": rec(1, 0, 1, 0, 0), "b": rec(2, 0, 2, 1, 4) + ":old:1"},
+     "data": {"a": "A", "b": "B"}, "wake": WAKE},
+    "lease", [*lease_args(2), "host-7:99"],
+    [T(), 0, T(LEASE), "a", "A", 1, "1", "6", "b", "B", 2, "2", "7"],
+    {"meta": meta(seq=7, leased=2), "leased": {"a": At(LEASE), "b": At(LEASE)},
+     "items": {"a": rec(1, 0, 1, 1, 6) + ":host-7:99", "b": rec(2, 0, 2, 2, 7) + ":host-7:99"},
+     "data": {"a": "A", "b": "B"}},
+)
+case(
+    "lease/without a holder a stale one is dropped from the record",
+    {"meta": meta(seq=5), "pending": {"b": ps(0, 2)}, "items": {"b": rec(2, 0, 2, 1, 4) + ":old:1"},
+     "data": {"b": "B"}, "wake": WAKE},
+    "lease", lease_args(1),
+    [T(), 0, T(LEASE), "b", "B", 2, "2", "6"],
+    {"meta": meta(seq=6, leased=1), "leased": {"b": At(LEASE)},
+     "items": {"b": rec(2, 0, 2, 2, 6)}, "data": {"b": "B"}},
+)
+case(
     "lease/fewer ready than n: takes what there is",
     {"meta": meta(seq=1), "pending": {"a": ps(0, 1)}, "items": {"a": rec(1, 0, 1, 0, 0)},
      "data": {"a": "A"}, "wake": WAKE},
@@ -652,6 +672,17 @@ case(
      "leased": {"b": At(LEASE)},
      "items": {"b": rec(2, 0, 2, 1, 6), "c": rec(3, 0, 3, 0, 0)},
      "data": {"b": "B", "c": "C"}, "acked": {"c5": At(0)}, "wake": WAKE},
+)
+case(
+    "complete/next_n: the holder after the items names the next leases",
+    {**_LEASED_A, "pending": {"b": ps(0, 2)},
+     "items": {"a": rec(1, 0, 1, 2, 5), "b": rec(2, 0, 2, 0, 0)},
+     "data": {"a": "A", "b": "B"}},
+    "complete", [*complete_args(("a", 1, 5, "", 0), next_n=1), "w-2:7"],
+    [1, T(), 0, T(LEASE), "b", "B", 1, "2", "6"],
+    {"meta": meta(seq=6, added=2, leased=3, completed=1), "leased": {"b": At(LEASE)},
+     "items": {"b": rec(2, 0, 2, 1, 6) + ":w-2:7"}, "data": {"b": "B"},
+     "acked": {"c5": At(0)}},
 )
 case(
     "complete/next_n with nothing ready answers next_due",
@@ -969,10 +1000,12 @@ case(
 # ---------------------------------------------------------------------------- state
 
 
-def _state(item_id: str, seed_: dict[str, Any], reply: list[Any], what: str) -> None:
-    # the last reply element is the stored payload, while the item has a record
-    payload = seed_.get("data", {}).get(item_id) if item_id in seed_.get("items", {}) else None
-    case(f"state/{what}", seed_, "state", [item_id], [*reply, payload], None,
+def _state(item_id: str, seed_: dict[str, Any], reply: list[Any], what: str,
+           holder: str = "") -> None:
+    # then, while the item has a record: the stored payload and the latest lease's holder
+    recorded = item_id in seed_.get("items", {})
+    tail = [seed_.get("data", {}).get(item_id), holder] if recorded else [None]
+    case(f"state/{what}", seed_, "state", [item_id], [*reply, *tail], None,
          results=(item_id,))
 
 
@@ -985,6 +1018,9 @@ _state("e", {"meta": meta(seq=7), "pending": {"e": ps(-7, 5)},
 _state("b", _ALL, [T(), 2, 1, str(FUTURE), "2", 0, "6", "eb", 0, None], "delayed: score = due")
 _state("c", _ALL, [T(), 3, 1, str(FUTURE), "3", 0, "7", None, 0, None],
        "leased: score = deadline")
+_state("c", {**_ALL, "items": {**_ALL["items"], "c": rec(3, 0, 3, 1, 7) + ":w:1"}},
+       [T(), 3, 1, str(FUTURE), "3", 0, "7", None, 0, None],
+       "leased: the holder (any text, colons too)", holder="w:1")
 _state("d", _ALL, [T(), 4, 3, str(PAST), "4", 0, "5", "ed", 0, None],
        "dead: score = time of death")
 _state("o", {"meta": meta(seq=3), "items": {"o": rec(3, 1, 3, 0, 0)}, "data": {"o": "O"}},
@@ -1041,29 +1077,36 @@ case(
     "peek/pending in lease order, with attempts, priority, score, error, inc, token",
     _PEEK,
     "peek", ["pending", 0, 10],
-    [3, "b", "B", 0, 5, str(ps(5, 2)), None, "2", "0", "a", "A", 0, 0, str(ps(0, 1)), None,
-     "1", "0", "c", "C", 1, 0, str(ps(0, 3)), "boom", "3", "8"],
+    [3, "b", "B", 0, 5, str(ps(5, 2)), None, "2", "0", "", "a", "A", 0, 0, str(ps(0, 1)), None,
+     "1", "0", "", "c", "C", 1, 0, str(ps(0, 3)), "boom", "3", "8", ""],
     None,
 )
 case(
     "peek/delayed by due time, start and count",
     _PEEK,
     "peek", ["delayed", 1, 1],
-    [3, "y", "Y", 0, -1, str(FUTURE), None, "5", "0"],
+    [3, "y", "Y", 0, -1, str(FUTURE), None, "5", "0", ""],
     None,
 )
 case(
     "peek/leased and dead",
     _PEEK,
     "peek", ["dead", 0, 5],
-    [1, "d", "D", 3, 0, str(PAST), "lease expired (attempt 3)", "8", "7"],
+    [1, "d", "D", 3, 0, str(PAST), "lease expired (attempt 3)", "8", "7", ""],
     None,
 )
 case(
     "peek/leased: score = deadline",
     _PEEK,
     "peek", ["leased", 0, 5],
-    [1, "l", "L", 1, 2, str(FUTURE), None, "7", "9"],
+    [1, "l", "L", 1, 2, str(FUTURE), None, "7", "9", ""],
+    None,
+)
+case(
+    "peek/leased: the holder the lease was taken under",
+    {**_PEEK, "items": {**_PEEK["items"], "l": rec(7, 2, 7, 1, 9) + ":host-1:42"}},
+    "peek", ["leased", 0, 5],
+    [1, "l", "L", 1, 2, str(FUTURE), None, "7", "9", "host-1:42"],
     None,
 )
 case(
@@ -1315,7 +1358,7 @@ def test_no_aba_flow(server: Any, queue_name: str) -> None:
 def test_a_call_key_makes_a_repeat_answer_as_the_first_run(server: Any, queue_name: str,
                                                            via: str) -> None:
     """add / remove / complete by bare id with a call key (includes/calls.lua): the first run
-    stores its reply under the key for 60 s; the same call sent again answers it and changes
+    stores its reply under the key for 20 s; the same call sent again answers it and changes
     nothing, even after the id was completed or added again; a new call key runs anew."""
     client = _client(server)
     keys = QueueKeys.of(queue_name)
@@ -1323,7 +1366,7 @@ def test_a_call_key_makes_a_repeat_answer_as_the_first_run(server: Any, queue_na
     first, again = keys.call("c1"), keys.call("c2")
     add = [1, "a", "v1", 0, 0]
     assert _run(client, via, "add", [*fixed, first], add) == [0]
-    assert 0 < client.pttl(first) <= 60_000
+    assert 0 < client.pttl(first) <= 20_000
     assert client.hget(keys.items, "a") is not None
     done = complete_args(("a", 0, 0, "", 0))  # by bare id
     assert _run(client, via, "complete", [*fixed, again], done) == [1]

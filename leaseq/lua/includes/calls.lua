@@ -1,9 +1,11 @@
 -- Calls that carry no lease token (add, remove, purge, dead-letter calls, complete or requeue
 -- by bare id) name a call key as their last key: leaseq:{q}:call:<call id>, a random id the
 -- client makes once per call and sends again when it repeats the call after a lost reply. The
--- first run stores its reply there for CALL_TTL ms; a repeat finds it and answers the same
--- without doing anything again (an item completed and added again in between stays untouched).
-local CALL_TTL = 60000
+-- first run stores its reply there for CALL_TTL ms (20 s: longer than redis-py's retries take
+-- with its default backoff; a key costs 100-250 bytes while it lives); a repeat finds it and
+-- answers the same without doing anything again (an item completed and added again in between
+-- stays untouched).
+local CALL_TTL = 20000
 local CALL_MARK = '}:call:'
 
 -- The call key of this call (the last key, when it is one), else false.

@@ -1,9 +1,11 @@
--- Item records: HASH items, id -> "inc:prio:seq:attempts:token".
+-- Item records: HASH items, id -> "inc:prio:seq:attempts:token" or "...:token:holder".
 --   inc      incarnation, fixed when the id is added (a re-added id gets a new one)
 --   prio     priority, -1000..1000 (higher is leased first)
 --   seq      position within the priority (FIFO); a requeue takes a new one
 --   attempts leases taken so far (counted when leased)
 --   token    the current (or last) lease token; 0 before the first lease
+--   holder   who took the current (or last) lease, if the lease named one (any text, e.g.
+--            "host:pid"); set with the token, so it costs no call of its own
 -- inc, seq and token all come from one counter (meta field seq), so none ever repeats.
 local BAND = 4398046511104 -- 2^42: (2000 bands) * 2^42 + seq stays below 2^53
 
@@ -12,16 +14,21 @@ local function rec_parse(id, s)
   if not s then
     return nil
   end
-  local inc, prio, seq, att, tok = string.match(s, '^(%d+):(%-?%d+):(%d+):(%d+):(%d+)$')
+  local inc, prio, seq, att, tok, holder =
+    string.match(s, '^(%d+):(%-?%d+):(%d+):(%d+):(%d+):?(.*)$')
   if not inc then
     error({ err = 'LEASEQ CORRUPT bad record for item ' .. id })
   end
   return { inc = tonumber(inc), prio = tonumber(prio), seq = tonumber(seq),
-           att = tonumber(att), tok = tonumber(tok) }
+           att = tonumber(att), tok = tonumber(tok), h = holder }
 end
 
 local function rec_fmt(r)
-  return string.format('%d:%d:%d:%d:%d', r.inc, r.prio, r.seq, r.att, r.tok)
+  local s = string.format('%d:%d:%d:%d:%d', r.inc, r.prio, r.seq, r.att, r.tok)
+  if r.h ~= nil and r.h ~= '' then
+    return s .. ':' .. r.h
+  end
+  return s
 end
 
 local function rec_get(id)

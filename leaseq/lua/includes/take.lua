@@ -1,12 +1,13 @@
 -- @include "policy"
 -- @include "wake"
 
--- Lease up to n ready items for lease_ms, appending 5 values per item to out:
+-- Lease up to n ready items for lease_ms to holder ('' = unnamed), appending 5 values per item
+-- to out:
 -- id, payload, attempts, inc, token. Due delayed items are promoted and expired leases
 -- reclaimed first (a bounded number, so the cost does not grow with the backlog).
 local MAINTAIN_EXTRA = 2
 
-local function take(n, lease_ms, now, out)
+local function take(n, lease_ms, now, out, holder)
   promote_due(now, n + MAINTAIN_EXTRA)
   reclaim_expired(now, n + MAINTAIN_EXTRA)
   local got, m = 0, 0
@@ -28,6 +29,7 @@ local function take(n, lease_ms, now, out)
         if r then -- (an id without a record is a leftover: dropped)
           r.att = r.att + 1
           r.tok = tok
+          r.h = holder
           records[#records + 1] = ids[i]
           records[#records + 1] = rec_fmt(r)
           leased[#leased + 1] = deadline
@@ -58,13 +60,13 @@ end
 
 -- The reply of a lease: {now, next_due, lease deadline, id, payload, attempts, inc, token, ...}.
 -- next_due (-1 if none) tells an empty-handed caller how long it may block.
-local function lease_reply(n, lease_ms, now, head)
+local function lease_reply(n, lease_ms, now, head, holder)
   local out = head
   out[#out + 1] = fmt(now)
   out[#out + 1] = 0
   out[#out + 1] = fmt(now + lease_ms)
   local at = #out - 1
-  if take(n, lease_ms, now, out) == 0 then
+  if take(n, lease_ms, now, out, holder) == 0 then
     out[at] = fmt(next_due())
   end
   return out
