@@ -198,6 +198,10 @@ def translate(exc: Exception) -> Exception:
         err: LeaseqError = PermissionDenied(f"the server's ACL refused the call: {exc}")
     elif isinstance(exc, rex.ConnectionError | rex.TimeoutError):
         err = LeaseqConnectionError(f"lost the connection to the server: {exc}")
+    elif isinstance(exc, rex.ClusterError | rex.TryAgainError | rex.ReadOnlyError):
+        # refused before anything ran: the cluster is down or resharding, or a failover left
+        # the client on a replica; the call may simply be made again
+        err = LeaseqConnectionError(f"the server cannot serve the call right now: {exc}")
     elif isinstance(exc, rex.ResponseError):
         err = from_script_error(str(exc))
     elif isinstance(exc, rex.RedisError):
