@@ -25,13 +25,13 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from ..discovery import queue_names
 from ._queues import (
     QueueCollector,
     Unreadable,
     aread_stats,
     ascrape,
     families,
-    queue_names,
     read_stats,
     scrape,
 )

@@ -17,8 +17,9 @@ from redis.cluster import RedisCluster
 from .. import protocol as P
 from .. import scripts
 from ..codec import Codec
+from ..discovery import aqueue_names, queue_names
 from ..errors import LeaseqConnectionError, LeaseqError
-from ..keys import META_SCAN_PATTERN, QueueKeys, name_from_meta_key
+from ..keys import QueueKeys
 from ..models import Backoff, Stats
 
 log = logging.getLogger("leaseq.metrics")
@@ -52,22 +53,6 @@ def _config(name: str) -> P.Config:
     return P.Config(QueueKeys.of(name), Codec(), 30.0, 5, Backoff(), 0, 0.0, 3600.0, False)
 
 
-def _name(key: bytes | str) -> str | None:
-    return name_from_meta_key(key.decode("utf-8", "replace") if isinstance(key, bytes) else key)
-
-
-def queue_names(client: Any) -> list[str]:
-    """Every queue on a sync client's server (SCAN over the meta keys), sorted."""
-    names = {_name(k) for k in client.scan_iter(match=META_SCAN_PATTERN, count=1000)}
-    return sorted(n for n in names if n is not None)
-
-
-async def aqueue_names(client: Any) -> list[str]:
-    """Every queue on an asyncio client's server, sorted."""
-    names = {_name(k) async for k in client.scan_iter(match=META_SCAN_PATTERN, count=1000)}
-    return sorted(n for n in names if n is not None)
-
-
 def _noscript(reply: object) -> bool:
     return isinstance(reply, rex.NoScriptError) or (
         isinstance(reply, rex.ResponseError) and str(reply).startswith("NOSCRIPT"))
@@ -88,40 +73,60 @@ def _one_failed(name: str, exc: Exception) -> Unreadable:
     return Unreadable(name, mapped)
 
 
+Calls = list[tuple[str, P.Call[Stats]]]
+
+
+def _calls(names: Iterable[str]) -> Calls:
+    return [(n, P.stats(_config(n))) for n in names]
+
+
+def _pipelined(calls: Calls) -> list[tuple[Any, ...]]:
+    """The EVALSHA commands of one pipeline reading every queue of ``calls``."""
+    sha = scripts.script("stats").sha
+    return [("EVALSHA", sha, len(c.keys), *c.keys, *c.args) for _, c in calls]
+
+
+def _sort(calls: Calls, replies: Sequence[Any]) -> tuple[list[Stats], list[Unreadable], Calls]:
+    """The pipeline's replies as stats, unreadable queues, and the calls to make again one by
+    one (NOSCRIPT: a fresh server; that run also caches the script for the next scrape)."""
+    stats: list[Stats] = []
+    failed: list[Unreadable] = []
+    again: Calls = []
+    for (name, c), reply in zip(calls, replies, strict=True):
+        if _noscript(reply):
+            again.append((name, c))
+            continue
+        try:
+            if isinstance(reply, Exception):
+                raise reply
+            stats.append(c.parse(reply))
+        except Exception as exc:
+            failed.append(_one_failed(name, exc))
+    return stats, failed, again
+
+
 def scrape(client: Any, queues: Sequence[str] | None = None
            ) -> tuple[list[Stats], list[Unreadable]]:
     """The stats of ``queues`` (default: every queue found) from a sync client, and the queues
     that could not be read: one pipelined round trip for them all on a single server, one round
     trip per queue on a cluster. A connection failure raises."""
-    names = queue_names(client) if queues is None else list(queues)
-    calls = [(n, P.stats(_config(n))) for n in names]
+    calls = _calls(queue_names(client) if queues is None else queues)
     stats: list[Stats] = []
     failed: list[Unreadable] = []
-    if isinstance(client, RedisCluster):
-        for name, c in calls:
-            try:
-                stats.append(c.parse(scripts.run(client, c.script, c.keys, c.args)))
-            except LeaseqError as exc:
-                failed.append(_one_failed(name, exc))
-        return stats, failed
-    replies = []
-    if calls:
-        sha = scripts.script("stats").sha
+    again = calls
+    if calls and not isinstance(client, RedisCluster):
         pipe = client.pipeline(transaction=False)
-        for _, c in calls:
-            pipe.execute_command("EVALSHA", sha, len(c.keys), *c.keys, *c.args)
+        for command in _pipelined(calls):
+            pipe.execute_command(*command)
         try:
             replies = pipe.execute(raise_on_error=False)
         except Exception as exc:
             raise scripts.translate(exc) from exc
-    for (name, c), reply in zip(calls, replies, strict=True):
+        stats, failed, again = _sort(calls, replies)
+    for name, c in again:
         try:
-            if _noscript(reply):  # a fresh server: this loads the script for the next scrape
-                reply = scripts.run(client, c.script, c.keys, c.args)
-            elif isinstance(reply, Exception):
-                raise reply
-            stats.append(c.parse(reply))
-        except Exception as exc:
+            stats.append(c.parse(scripts.run(client, c.script, c.keys, c.args)))
+        except LeaseqError as exc:
             failed.append(_one_failed(name, exc))
     return stats, failed
 
@@ -129,35 +134,23 @@ def scrape(client: Any, queues: Sequence[str] | None = None
 async def ascrape(client: Any, queues: Sequence[str] | None = None
                   ) -> tuple[list[Stats], list[Unreadable]]:
     """:func:`scrape` for an asyncio client."""
-    names = await aqueue_names(client) if queues is None else list(queues)
-    calls = [(n, P.stats(_config(n))) for n in names]
+    calls = _calls(await aqueue_names(client) if queues is None else queues)
     stats: list[Stats] = []
     failed: list[Unreadable] = []
-    if isinstance(client, AsyncRedisCluster):
-        for name, c in calls:
-            try:
-                stats.append(c.parse(await scripts.arun(client, c.script, c.keys, c.args)))
-            except LeaseqError as exc:
-                failed.append(_one_failed(name, exc))
-        return stats, failed
-    replies = []
-    if calls:
-        sha = scripts.script("stats").sha
+    again = calls
+    if calls and not isinstance(client, AsyncRedisCluster):
         pipe = client.pipeline(transaction=False)
-        for _, c in calls:
-            pipe.execute_command("EVALSHA", sha, len(c.keys), *c.keys, *c.args)
+        for command in _pipelined(calls):
+            pipe.execute_command(*command)
         try:
             replies = await pipe.execute(raise_on_error=False)
         except Exception as exc:
             raise scripts.translate(exc) from exc
-    for (name, c), reply in zip(calls, replies, strict=True):
+        stats, failed, again = _sort(calls, replies)
+    for name, c in again:
         try:
-            if _noscript(reply):
-                reply = await scripts.arun(client, c.script, c.keys, c.args)
-            elif isinstance(reply, Exception):
-                raise reply
-            stats.append(c.parse(reply))
-        except Exception as exc:
+            stats.append(c.parse(await scripts.arun(client, c.script, c.keys, c.args)))
+        except LeaseqError as exc:
             failed.append(_one_failed(name, exc))
     return stats, failed
 
