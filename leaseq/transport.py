@@ -14,10 +14,13 @@ everything unusual:
   library, switches the channel to EVALSHA; NOSCRIPT is answered by EVAL. None of these
   refusals ran any of the script, so repeating the call is safe; a script that ran and failed
   is never repeated;
-* a connection error or timeout: the connection is dropped, and the call is repeated through
-  ``execute_command`` (so with the client's own retry policy) only if that policy retries at
-  all; otherwise the error is raised, as ``execute_command`` would have. Repeating any leaseq
-  script is safe (``docs/guarantees.md``);
+* a held connection that the server closed while it sat idle (its ``timeout``, CLIENT KILL, a
+  restart) is seen before anything is sent (one non-blocking poll, as the pool does at every
+  checkout) and connected again;
+* a connection error or timeout during the call: the connection is dropped, and the call is
+  repeated through ``execute_command`` (so with the client's own retry policy) only if that
+  policy retries at all; otherwise the error is raised, as ``execute_command`` would have
+  (a repeat is recognised by its lease token or call key: ``docs/guarantees.md``);
 * clients it cannot serve this way (clusters, single-connection clients, RESP3, non-redis-py
   objects) always take the full path (EVALSHA).
 
@@ -63,6 +66,16 @@ def _retries(conn: Any) -> bool:
     try:
         return bool(retry is not None and retry.get_retries() != 0)
     except Exception:
+        return True
+
+
+def _stale(conn: Any) -> bool:
+    """True if a held connection has something to read before we sent anything: the server
+    closed it while it sat idle (its ``timeout``, a CLIENT KILL, a restart), or stray data.
+    The check the pool makes at every checkout; one non-blocking poll (about 2 µs)."""
+    try:
+        return bool(conn.can_read())
+    except _NET:
         return True
 
 
@@ -164,6 +177,9 @@ class Channel:
                 conn = pool.get_connection()
             except _NET:
                 return scripts.run(self.client, name, keys, args)
+        else:
+            if _stale(conn):
+                conn.disconnect()  # the next send connects again
         fcall = self.fcall and name in scripts.ENGINE_SCRIPTS
         try:
             conn.send_packed_command(_packed(name, keys, args, fcall), check_health=False)
@@ -224,6 +240,13 @@ class AsyncChannel:
                 conn = await pool.get_connection()
             except _NET:
                 return await scripts.arun(self.client, name, keys, args)
+        else:
+            try:
+                stale = await conn.can_read()
+            except _NET:
+                stale = True
+            if stale:
+                await conn.disconnect()  # the next send connects again
         fcall = self.fcall and name in scripts.ENGINE_SCRIPTS
         try:
             await conn.send_packed_command(_packed(name, keys, args, fcall), check_health=False)
