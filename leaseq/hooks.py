@@ -44,35 +44,28 @@ JOB_HOOKS: tuple[JobHookFactory, ...] = ()
 def add_header_provider(fn: HeaderProvider) -> Callable[[], None]:
     """Call ``fn()`` at every add of this process and store the headers it returns with the
     items. Returns a function that removes this provider (idempotent)."""
-    global PROVIDERS
-    if not callable(fn):
-        raise TypeError(f"a header provider must be callable, not {type(fn).__name__}")
-    entry = _Once(fn)
-    with _lock:
-        PROVIDERS = (*PROVIDERS, entry)
-
-    def remove() -> None:
-        global PROVIDERS
-        with _lock:
-            PROVIDERS = tuple(p for p in PROVIDERS if p is not entry)
-
-    return remove
+    return _register("PROVIDERS", fn, "header provider")
 
 
 def add_job_hook(factory: JobHookFactory) -> Callable[[], None]:
     """Enter ``factory(lease)`` around every handler run of the worker runtime in this
     process (see the module docstring). Returns a function that removes it (idempotent)."""
-    global JOB_HOOKS
-    if not callable(factory):
-        raise TypeError(f"a job hook factory must be callable, not {type(factory).__name__}")
-    entry = _Once(factory)
+    return _register("JOB_HOOKS", factory, "job hook factory")
+
+
+def _register(registry: str, fn: Callable[..., Any], what: str) -> Callable[[], None]:
+    """Append ``fn`` to the module's tuple ``registry``, copy-on-write (the add and worker
+    paths read the tuple without a lock); the function returned removes this registration."""
+    if not callable(fn):
+        raise TypeError(f"a {what} must be callable, not {type(fn).__name__}")
+    entry = _Once(fn)
+    table = globals()
     with _lock:
-        JOB_HOOKS = (*JOB_HOOKS, entry)
+        table[registry] = (*table[registry], entry)
 
     def remove() -> None:
-        global JOB_HOOKS
         with _lock:
-            JOB_HOOKS = tuple(h for h in JOB_HOOKS if h is not entry)
+            table[registry] = tuple(x for x in table[registry] if x is not entry)
 
     return remove
 

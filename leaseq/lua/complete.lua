@@ -29,11 +29,8 @@ local holder = ARGV[7 + count_items * 5] or ''
 -- @include "acked"
 -- @include "take"
 bind_queue(KEYS)
-local call = call_key(KEYS)
-local seen = call_seen(call)
-if seen then
-  return seen
-end
+local call, seen = call_begin(KEYS)
+if seen then return seen end
 bind_policy(ARGV)
 
 local now = now_ms()

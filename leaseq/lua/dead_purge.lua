@@ -13,11 +13,8 @@ Returns the number of dead letters deleted.
 -- @include "record"
 -- @include "dead_select"
 bind_queue(KEYS)
-local call = call_key(KEYS)
-local seen = call_seen(call)
-if seen then
-  return seen
-end
+local call, seen = call_begin(KEYS)
+if seen then return seen end
 
 local ids = dead_selection(ARGV)
 local gone = 0

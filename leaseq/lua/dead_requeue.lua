@@ -15,11 +15,8 @@ Returns the number of items requeued (in "all" mode, equal to limit means there 
 -- @include "dead_select"
 -- @include "wake"
 bind_queue(KEYS)
-local call = call_key(KEYS)
-local seen = call_seen(call)
-if seen then
-  return seen
-end
+local call, seen = call_begin(KEYS)
+if seen then return seen end
 
 local ids = dead_selection(ARGV)
 local moved = 0

@@ -13,11 +13,8 @@ Returns the number of items deleted.
 -- @include "queue_keys"
 -- @include "calls"
 bind_queue(KEYS)
-local call = call_key(KEYS)
-local seen = call_seen(call)
-if seen then
-  return seen
-end
+local call, seen = call_begin(KEYS)
+if seen then return seen end
 
 local n = redis.call('HLEN', Q.items)
 redis.call('UNLINK', Q.pending, Q.delayed, Q.leased, Q.dead, Q.items, Q.data, Q.errors,

@@ -16,11 +16,8 @@ Returns one integer per id: 1 removed, 0 unknown.
 -- @include "record"
 -- @include "wake"
 bind_queue(KEYS)
-local call = call_key(KEYS)
-local seen = call_seen(call)
-if seen then
-  return seen
-end
+local call, seen = call_begin(KEYS)
+if seen then return seen end
 
 local out = {}
 local removed = 0

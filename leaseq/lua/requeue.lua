@@ -21,11 +21,8 @@ local count_items = tonumber(ARGV[1])
 -- @include "acked"
 -- @include "wake"
 bind_queue(KEYS)
-local call = call_key(KEYS)
-local seen = call_seen(call)
-if seen then
-  return seen
-end
+local call, seen = call_begin(KEYS)
+if seen then return seen end
 
 local now = now_ms()
 local lo, hi = math.huge, 0 -- the lowest and highest token acked

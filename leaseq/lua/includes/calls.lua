@@ -8,25 +8,18 @@
 local CALL_TTL = 20000
 local CALL_MARK = '}:call:'
 
--- The call key of this call (the last key, when it is one), else false.
-local function call_key(keys)
+-- This call's key (the last key, when it is one; else false) and the reply an earlier run of
+-- this same call stored there (nil when none): a script returns that reply at once.
+local function call_begin(keys)
   local k = keys[#keys]
-  if k and string.find(k, CALL_MARK, 1, true) then
-    return k
+  if not (k and string.find(k, CALL_MARK, 1, true)) then
+    return false, nil
   end
-  return false
-end
-
--- The reply stored by an earlier run of this same call, else nil.
-local function call_seen(key)
-  if not key then
-    return nil
-  end
-  local prev = redis.call('GET', key)
+  local prev = redis.call('GET', k)
   if prev then
-    return cmsgpack.unpack(prev)
+    return k, cmsgpack.unpack(prev)
   end
-  return nil
+  return k, nil
 end
 
 -- Store this call's reply (when it names a call key) and return it.
