@@ -10,7 +10,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from ..errors import LeaseqConnectionError, LeaseqError, PermissionDenied
+from ..discovery import scrape
 from ..models import Stats
 from ..queue import Queue
 from .common import Session, console, json_option, print_json, url_option
@@ -32,33 +32,25 @@ class Snapshots:
             self.queues[queue] = session.queue(queue)
 
     def read(self) -> list[dict[str, Any]]:
-        if self.fixed is None:
-            for name in self.session.queue_names():
-                if name not in self.queues:
-                    self.queues[name] = self.session.queue(name, must_exist=False)
-        rows = []
-        for name, q in self.queues.items():
-            try:
-                s = q.stats()
-            except (LeaseqConnectionError, PermissionDenied):
-                raise
-            except LeaseqError as exc:
-                if self.fixed is not None:
-                    raise
-                # One unreadable queue (say, a key of the wrong type) must not hide the others.
-                rows.append({"queue": name, "error": str(exc)})
-                continue
-            row: dict[str, Any] = {"queue": name, **{k: getattr(s, k) for k in SIZES},
+        if self.fixed is None:  # every queue, in one round trip (a queue that cannot be read
+            # -- a key of the wrong type, say -- is listed as such and hides none of the others)
+            stats, failed = scrape(self.session.client, self.session.queue_names())
+            errors = {u.queue: str(u.error) for u in failed}
+        else:
+            stats, errors = [self.queues[self.fixed].stats()], {}
+        rows = [{"queue": name, "error": err} for name, err in errors.items()]
+        for s in stats:
+            row: dict[str, Any] = {"queue": s.queue, **{k: getattr(s, k) for k in SIZES},
                                    "delayed_due": s.delayed_due,
                                    "leases_expired": s.leases_expired,
                                    "counters": dict(s.counters)}
-            before = self.previous.get(name)
+            before = self.previous.get(s.queue)
             if before is not None and s.now_ms > before.now_ms:
                 dt = (s.now_ms - before.now_ms) / 1000.0
                 row["rates"] = {k: (s.counter(k) - before.counter(k)) / dt for k in RATES}
-            self.previous[name] = s
+            self.previous[s.queue] = s
             rows.append(row)
-        return rows
+        return sorted(rows, key=lambda r: str(r["queue"]))
 
 
 def render(rows: list[dict[str, Any]], title: str, one: bool) -> Table:

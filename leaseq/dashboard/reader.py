@@ -20,14 +20,12 @@ from typing import Any
 
 from ..aio import Queue
 from ..connection import async_client
-from ..discovery import aqueue_names
-from ..errors import LeaseqConnectionError, LeaseqError, PermissionDenied
+from ..discovery import aqueue_names, ascrape
 from ..models import ItemState, Peeked, Stats
 
 SIZES = ("pending", "delayed", "leased", "dead")
 RATED = ("added", "completed", "failed", "dead")
 WHICH = ("pending", "delayed", "leased", "dead")
-READ_CONCURRENCY = 8  # stats calls in flight at once (and so connections), however many queues
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,20 +153,10 @@ class Reader:
             last = self._samples[-1] if self._samples else None
             if last is None or time.monotonic() - last.mono >= self.sample_every:
                 names = await self.names()
-                limit = asyncio.Semaphore(READ_CONCURRENCY)
-
-                async def stats(name: str) -> Stats | tuple[str, str]:
-                    async with limit:
-                        try:
-                            return await self.queue(name).stats()
-                        except (LeaseqConnectionError, PermissionDenied):
-                            raise
-                        except LeaseqError as exc:
-                            return (name, str(exc))
-
-                read = await asyncio.gather(*(stats(n) for n in names))
-                got = [s for s in read if isinstance(s, Stats)]
-                self._unreadable = tuple(s for s in read if isinstance(s, tuple))
+                # every queue in one round trip (one per queue on a cluster); a queue that
+                # cannot be read is named on the page and hides none of the others
+                got, failed = await ascrape(self.client, names)
+                self._unreadable = tuple((u.queue, str(u.error)) for u in failed)
                 now_ms = max((s.now_ms for s in got), default=int(time.time() * 1000))
                 self._samples.append(Sample(time.monotonic(), now_ms,
                                             {s.queue: s for s in got}))

@@ -25,16 +25,8 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from ..discovery import queue_names
-from ._queues import (
-    QueueCollector,
-    Unreadable,
-    aread_stats,
-    ascrape,
-    families,
-    read_stats,
-    scrape,
-)
+from ..discovery import Unreadable, aread_stats, ascrape, queue_names, read_stats, scrape
+from ._queues import QueueCollector, families
 from ._worker import (
     ADDED_HEADER,
     WorkerMetrics,
