@@ -45,24 +45,24 @@ local done_ids, acks = {}, {}
 local lo, hi = math.huge, 0 -- the lowest and highest token acked
 local touched_ready = false
 local result_key = 10
+local now_s = fmt(now)
 for i = 1, count_items do
   local base = 7 + (i - 1) * 5
   local id = ids[i]
-  local inc, tok = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
+  local tok = tonumber(ARGV[base + 2])
   local ttl = tonumber(ARGV[base + 4])
   if ttl > 0 then
     result_key = result_key + 1
   end
-  local r = (finished[id] == nil) and rec_parse(id, recs[i]) or nil
-  if r and (inc == 0 or r.inc == inc) then
+  if finished[id] == nil and rec_is(recs[i], ARGV[base + 1]) then
     finished[id] = tok
     done_ids[#done_ids + 1] = id
     if ttl > 0 then
       redis.call('SET', KEYS[result_key], ARGV[base + 3], 'PX', ttl)
     end
     if tok > 0 then
-      acks[#acks + 1] = fmt(now)
-      acks[#acks + 1] = 'c' .. fmt(tok)
+      acks[#acks + 1] = now_s
+      acks[#acks + 1] = 'c' .. ARGV[base + 2]
       lo, hi = math.min(lo, tok), math.max(hi, tok)
     end
     out[i] = 1
@@ -89,7 +89,7 @@ if #acks > 0 then
   ack_trim(now, lo, hi)
 end
 if next_n > 0 then
-  return call_done(call, lease_reply(next_n, lease_ms, now, out, holder))
+  return call_done(call, lease_reply(next_n, lease_ms, now, out, holder, touched_ready))
 end
 if touched_ready then
   wake_sync()

@@ -23,4 +23,4 @@ local holder = ARGV[6] or ''
 bind_queue(KEYS)
 bind_policy(ARGV)
 
-return lease_reply(n, lease_ms, now_ms(), {}, holder)
+return lease_reply(n, lease_ms, now_ms(), {}, holder, true)

@@ -682,7 +682,32 @@ case(
     [1, T(), 0, T(LEASE), "b", "B", 1, "2", "6"],
     {"meta": meta(seq=6, added=2, leased=3, completed=1), "leased": {"b": At(LEASE)},
      "items": {"b": rec(2, 0, 2, 1, 6) + ":w-2:7"}, "data": {"b": "B"},
-     "acked": {"c5": At(0)}},
+     "acked": {"c5": At(0)}, "wake": WAKE},  # a chained take of all it asked leaves wake be
+)
+case(
+    "complete/next_n: a chained take that got all it asked leaves a missing wake key missing",
+    {**{k: v for k, v in _LEASED_A.items() if k != "wake"}, "pending": {"b": ps(0, 2), "c": ps(0, 3)},
+     "items": {"a": rec(1, 0, 1, 2, 5), "b": rec(2, 0, 2, 0, 0), "c": rec(3, 0, 3, 0, 0)},
+     "data": {"a": "A", "b": "B", "c": "C"}},
+    "complete", complete_args(("a", 1, 5, "", 0), next_n=1),
+    [1, T(), 0, T(LEASE), "b", "B", 1, "2", "6"],
+    {"meta": meta(seq=6, added=2, leased=3, completed=1), "pending": {"c": ps(0, 3)},
+     "leased": {"b": At(LEASE)},
+     "items": {"b": rec(2, 0, 2, 1, 6), "c": rec(3, 0, 3, 0, 0)},
+     "data": {"b": "B", "c": "C"}, "acked": {"c5": At(0)}},
+)
+case(
+    "complete/next_n: a chained take that reclaimed an expired lease sets the wake key",
+    {**{k: v for k, v in _LEASED_A.items() if k != "wake"}, "leased": {"a": FUTURE, "x": PAST}, "pending": {"b": ps(0, 2)},
+     "items": {"a": rec(1, 0, 1, 2, 5), "b": rec(2, 0, 2, 0, 0), "x": rec(3, 0, 3, 1, 4)},
+     "data": {"a": "A", "b": "B", "x": "X"}},
+    "complete", complete_args(("a", 1, 5, "", 0), next_n=1),
+    [1, T(), 0, T(LEASE), "b", "B", 1, "2", "6"],
+    {"meta": meta(seq=6, added=2, leased=3, completed=1, expired=1), "pending": {"x": ps(0, 3)},
+     "leased": {"b": At(LEASE)},
+     "items": {"b": rec(2, 0, 2, 1, 6), "x": rec(3, 0, 3, 1, 4)},
+     "data": {"b": "B", "x": "X"}, "errors": {"x": "lease expired (attempt 1)"},
+     "acked": {"c5": At(0)}, "wake": WAKE},
 )
 case(
     "complete/next_n with nothing ready answers next_due",

@@ -23,6 +23,21 @@ local function rec_parse(id, s)
            att = tonumber(att), tok = tonumber(tok), h = holder }
 end
 
+-- The part of a record a lease keeps ("inc:prio:seq:"), the incarnation (a decimal string) and
+-- the attempts (a string): what take needs, without parsing the whole record.
+local function rec_head(id, s)
+  local head, inc, att = string.match(s, '^((%d+):%-?%d+:%d+:)(%d+):')
+  if not head then
+    error({ err = 'LEASEQ CORRUPT bad record for item ' .. id })
+  end
+  return head, inc, att
+end
+
+-- True if record s (false/nil: none) belongs to incarnation inc (a decimal string; '0' = any).
+local function rec_is(s, inc)
+  return s and (inc == '0' or string.sub(s, 1, #inc + 1) == inc .. ':') or false
+end
+
 local function rec_fmt(r)
   local s = string.format('%d:%d:%d:%d:%d', r.inc, r.prio, r.seq, r.att, r.tok)
   if r.h ~= nil and r.h ~= '' then

@@ -5,11 +5,17 @@
 -- to out:
 -- id, payload, attempts, inc, token. Due delayed items are promoted and expired leases
 -- reclaimed first (a bounded number, so the cost does not grow with the backlog).
+--
+-- The wake key (includes/wake.lua) holds "w" while ready work exists. Every call that makes
+-- work ready sets it, and only a take that empties pending deletes it; so while work is left,
+-- "w" is there unless a waiter just popped it, and that waiter's own lease (resync = true: every
+-- lease.lua call) puts it back when it leaves work behind. A take chained to a completion
+-- (resync = false) that took all it asked for and made nothing ready therefore leaves the key
+-- as it is, saving two commands.
 local MAINTAIN_EXTRA = 2
 
-local function take(n, lease_ms, now, out, holder)
-  promote_due(now, n + MAINTAIN_EXTRA)
-  reclaim_expired(now, n + MAINTAIN_EXTRA)
+local function take(n, lease_ms, now, out, holder, resync)
+  local moved = promote_due(now, n + MAINTAIN_EXTRA) + reclaim_expired(now, n + MAINTAIN_EXTRA)
   local got, m = 0, 0
   if n > 0 then
     local popped = redis.call('ZPOPMIN', Q.pending, n)
@@ -23,22 +29,24 @@ local function take(n, lease_ms, now, out, holder)
       local payloads = redis.call('HMGET', Q.data, unpack(ids))
       local deadline = fmt(now + lease_ms)
       local tok = next_seq(m)
+      local tail = holder ~= '' and (':' .. holder) or ''
       local records, leased = {}, {}
       for i = 1, m do
-        local r = rec_parse(ids[i], recs[i])
-        if r then -- (an id without a record is a leftover: dropped)
-          r.att = r.att + 1
-          r.tok = tok
-          r.h = holder
-          records[#records + 1] = ids[i]
-          records[#records + 1] = rec_fmt(r)
+        local id, s = ids[i], recs[i]
+        if s then -- (an id without a record is a leftover: dropped)
+          -- The lease rewrites attempts, token and holder; inc, prio and seq stay as they are.
+          local head, inc, att = rec_head(id, s)
+          att = att + 1
+          local t = fmt(tok)
+          records[#records + 1] = id
+          records[#records + 1] = head .. fmt(att) .. ':' .. t .. tail
           leased[#leased + 1] = deadline
-          leased[#leased + 1] = ids[i]
-          out[#out + 1] = ids[i]
+          leased[#leased + 1] = id
+          out[#out + 1] = id
           out[#out + 1] = payloads[i] or ''
-          out[#out + 1] = r.att
-          out[#out + 1] = fmt(r.inc)
-          out[#out + 1] = fmt(tok)
+          out[#out + 1] = att
+          out[#out + 1] = inc
+          out[#out + 1] = t
           got = got + 1
         end
         tok = tok + 1
@@ -52,7 +60,7 @@ local function take(n, lease_ms, now, out, holder)
   end
   if m < n then
     redis.call('DEL', Q.wake) -- fewer than n were ready: none is left
-  else
+  elseif resync or moved > 0 then
     wake_sync()
   end
   return got
@@ -60,13 +68,13 @@ end
 
 -- The reply of a lease: {now, next_due, lease deadline, id, payload, attempts, inc, token, ...}.
 -- next_due (-1 if none) tells an empty-handed caller how long it may block.
-local function lease_reply(n, lease_ms, now, head, holder)
+local function lease_reply(n, lease_ms, now, head, holder, resync)
   local out = head
   out[#out + 1] = fmt(now)
   out[#out + 1] = 0
   out[#out + 1] = fmt(now + lease_ms)
   local at = #out - 1
-  if take(n, lease_ms, now, out, holder) == 0 then
+  if take(n, lease_ms, now, out, holder, resync) == 0 then
     out[at] = fmt(next_due())
   end
   return out
