@@ -20,7 +20,7 @@ bind_queue(KEYS)
 local call, seen = call_begin(KEYS)
 if seen then return seen end
 
-local now = now_ms()
+local now = nil -- read on the first delayed item only (a ready item needs no clock)
 local out = {}
 local ids = {}
 for i = 1, count_items do
@@ -46,6 +46,7 @@ for i = 1, count_items do
     payloads[#payloads + 1] = ARGV[base + 1]
     if delay > 0 then
       taken[id] = 2
+      now = now or now_ms()
       delay_item(id, now + delay)
     else
       taken[id] = 1
