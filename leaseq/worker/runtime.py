@@ -12,13 +12,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import signal
 import socket
 import time
+import types
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from typing import Any
 
 from .. import hooks as _hooks
@@ -31,6 +33,47 @@ from .jobs import LOST, SHUTDOWN, Job, JobResult, Outcome, execute, int_in, repo
 from .jobs import NETWORK as _NETWORK
 
 log = logging.getLogger("leaseq.worker")
+
+EAGER_BUDGET = 0.002  # s of handlers run at once per dispatch round before tasks take over
+
+
+def _first_step(coro: Coroutine[Any, Any, Any], job: Job) -> Any:
+    CURRENT.set(job)  # in the job's own context (run by _start through Context.run)
+    return coro.send(None)
+
+
+class _Resume:
+    """Awaiting it goes on with a coroutine that :meth:`Worker._start` ran up to its first
+    suspension (``step``: what it yielded then), forwarding sends and throws (cancellation)
+    exactly as ``await`` would; or, given any other awaitable, simply awaits it."""
+
+    __slots__ = ("coro", "step")
+
+    _UNSTARTED: Any = object()
+
+    def __init__(self, coro: Awaitable[Any], step: Any = _UNSTARTED) -> None:
+        self.coro = coro
+        self.step = step
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        if self.step is _Resume._UNSTARTED:
+            return (yield from self.coro.__await__())
+        coro = self.coro
+        assert isinstance(coro, types.CoroutineType)
+        step = self.step
+        while True:
+            try:
+                sent = yield step
+            except BaseException as exc:  # a throw into the task (e.g. CancelledError)
+                try:
+                    step = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    step = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
 
 
 class Worker:
@@ -94,6 +137,7 @@ class Worker:
         self._done: list[Job] = []  # succeeded, to complete at the end of this loop turn
         self._flushes: set[asyncio.Task[None]] = set()
         self._busy = 0
+        self._incoming = 0  # leases asked for by calls still in flight
         self._job_avg: float | None = None  # moving average of handler durations (s)
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -228,14 +272,14 @@ class Worker:
         q, loop, errors = self.queue, asyncio.get_running_loop(), 0
         idle_since = loop.time()
         while not self._stopping:
-            room = self.concurrency + self._ahead() - self._busy - len(self._buffer)
+            room = min(self._room(), P.MAX_BATCH)
             if room <= 0:
                 self._slot_ev.clear()
                 await self._slot_ev.wait()
                 continue
+            self._incoming += room
             try:
-                leases = await q.lease_many(min(room, P.MAX_BATCH), block=True,
-                                            timeout=self.poll)
+                leases = await q.lease_many(room, block=True, timeout=self.poll)
                 errors = 0
             except _NETWORK as exc:
                 errors += 1
@@ -243,6 +287,8 @@ class Worker:
                     log.warning("cannot lease from %s (retrying): %s", q.name, exc)
                 await asyncio.sleep(min(5.0, 0.05 * 2**errors))
                 continue
+            finally:
+                self._incoming -= room
             if self._stopping:
                 await self._give_back(leases)
                 break
@@ -254,6 +300,12 @@ class Worker:
                 log.info("idle for %g s: stopping", self.idle_exit)
                 break
 
+    def _room(self) -> int:
+        """Leases to ask for now: free slots plus the prefetch, less what is at hand or asked
+        for already."""
+        return (self.concurrency + self._ahead() - self._busy - len(self._buffer)
+                - self._incoming)
+
     def _ahead(self) -> int:
         """Items to lease beyond the free slots: as many as start within ~50 ms."""
         avg = self._job_avg
@@ -262,33 +314,66 @@ class Worker:
         return min(self.prefetch, int(self.concurrency * 0.05 / max(avg, 1e-6)))
 
     def _dispatch(self) -> None:
-        """Start buffered items while slots are free."""
+        """Start buffered items while slots are free. In the common case (async handler, no
+        timeout, no job hooks) a handler is started at once, and only one that suspends gets a
+        task of its own (asyncio's "eager tasks"); for at most EAGER_BUDGET s per round, so
+        that a run of handlers that never await cannot hold up the heartbeat."""
         loop = self._loop
         assert loop is not None
+        eager = self._fast and not _hooks.JOB_HOOKS
+        until = time.monotonic() + EAGER_BUDGET
         while self._buffer and self._busy < self.concurrency and not self._stopping:
             job = Job(self._buffer.popleft())
             self._jobs.add(job)
             self._busy += 1
-            job.task = loop.create_task(self._run_job(job))
-        self.max_in_flight = max(self.max_in_flight, self._busy)
+            self.max_in_flight = max(self.max_in_flight, self._busy)
+            if eager and job.started < until:
+                self._start(job)
+            else:
+                job.task = loop.create_task(self._run_job(job))
 
-    def _release(self, late: asyncio.Future[Any] | None = None) -> None:
+    def _start(self, job: Job) -> None:
+        """Run an async handler up to its first suspension, in a context of its own; a handler
+        that returned is settled here, one that suspended goes on in a task."""
+        loop = self._loop
+        assert loop is not None
+        coro = self.handler(job.lease)
+        if not isinstance(coro, types.CoroutineType):  # another awaitable: the task path
+            job.task = loop.create_task(self._run_job(job, _Resume(coro)))
+            return
+        ctx = contextvars.copy_context()
+        try:
+            step = ctx.run(_first_step, coro, job)
+        except StopIteration as stop:
+            self._ended(job, stop.value, None, redispatch=False)
+        except Exception as exc:
+            self._ended(job, None, exc, redispatch=False)
+        else:
+            job.task = loop.create_task(self._run_job(job, _Resume(coro, step)), context=ctx)
+
+    def _release(self, late: asyncio.Future[Any] | None = None, redispatch: bool = True
+                 ) -> None:
         if late is not None and not late.cancelled():
             late.exception()  # a timed-out sync handler returned at last: drop its outcome
         self._busy -= 1
-        if self._buffer:
+        if redispatch and self._buffer:
             self._dispatch()
         self._slot_ev.set()
 
     # ------------------------------------------------------------------------------ jobs
 
-    async def _run_job(self, job: Job) -> None:
+    async def _run_job(self, job: Job, started: _Resume | None = None) -> None:
         late: asyncio.Future[Any] | None = None
         result: Any = None
         err: BaseException | None = None
         factories = _hooks.JOB_HOOKS
         try:
-            if self._fast and not factories:  # async, no timeout, no hooks: the common case
+            if started is not None:  # begun by _start (or any awaitable): go on with it
+                try:
+                    result = await started
+                except Exception as exc:
+                    err = exc
+            elif self._fast and not factories:  # async, no timeout, no hooks: the common case
                 CURRENT.set(job)  # this task's own context
                 try:
                     result = await self.handler(job.lease)
@@ -303,15 +388,23 @@ class Worker:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-        finally:
-            job.running = False
-            took = time.monotonic() - job.started
-            avg = self._job_avg
-            self._job_avg = took if avg is None else avg * 0.9 + took * 0.1
-            if late is None:
-                self._release()
-            else:  # the thread cannot be stopped: its slot stays taken until it returns
-                late.add_done_callback(self._release)
+        report = self._ended(job, result, err, late=late)
+        if report:
+            await self._report(job, result, err)
+
+    def _ended(self, job: Job, result: Any, err: BaseException | None, *,
+               late: asyncio.Future[Any] | None = None, redispatch: bool = True) -> bool:
+        """The handler returned (or raised, or was cancelled): free its slot and settle what
+        needs no server call. True if the job must still be reported (completed with a
+        result, or failed): by the caller's task, or by a task made here."""
+        job.running = False
+        took = time.monotonic() - job.started
+        avg = self._job_avg
+        self._job_avg = took if avg is None else avg * 0.9 + took * 0.1
+        if late is None:
+            self._release(redispatch=redispatch)
+        else:  # the thread cannot be stopped: its slot stays taken until it returns
+            late.add_done_callback(self._release)
         if job.reason == LOST:
             self._settle(job, Outcome.LOST, None)
         elif job.reason == SHUTDOWN:
@@ -320,8 +413,12 @@ class Worker:
             self._done.append(job)
             if len(self._done) == 1:
                 asyncio.get_running_loop().call_soon(self._flush)
-        else:
-            await self._report(job, result, err)
+        elif job.task is not None:
+            return True
+        else:  # settled synchronously by _start: the report gets a task of its own
+            loop = asyncio.get_running_loop()
+            job.task = loop.create_task(self._report(job, result, err))
+        return False
 
     def _flush(self, _: object = None) -> None:
         """Complete every job that succeeded since the last flush, in one call; at most two
@@ -334,14 +431,33 @@ class Worker:
             task.add_done_callback(self._flush)
 
     async def _complete(self, jobs: list[Job]) -> None:
+        """Complete ``jobs`` and, in the same round trip, lease as many next items as there
+        is room for (the fetcher then only waits while the queue is empty)."""
+        q = self.queue
+        leases = [j.lease for j in jobs]
+        more: list[Lease] = []
+        n = 0 if self._stopping or len(leases) > P.MAX_BATCH else max(
+            0, min(self._room(), P.MAX_BATCH))
+        self._incoming += n
         try:
-            flags = await self.queue.complete_many([j.lease for j in jobs])
+            if n:
+                flags, more = await q.complete_many_and_lease(leases, n=n)
+            else:
+                flags = await q.complete_many(leases)
         except (LeaseqError, *_NETWORK) as exc:
             log.error("could not complete %d jobs (their leases will expire): %s",
                       len(jobs), exc)
             for job in jobs:
                 self._settle(job, Outcome.ERROR, str(exc))
             return
+        finally:
+            self._incoming -= n
+        if more:
+            if self._stopping:
+                await self._give_back(more)
+            else:
+                self._buffer.extend(more)
+                self._dispatch()
         now, live, emit = time.monotonic(), self._jobs, self._emit
         for job, ok in zip(jobs, flags, strict=True):
             if job in live:

@@ -563,6 +563,7 @@ _LEASED_A: dict[str, Any] = {
     "errors": {"a": "boom"},
     "wake": WAKE,
 }
+_LEASED_A_NO_WAKE = {k: v for k, v in _LEASED_A.items() if k != "wake"}
 _ONLY_B: dict[str, Any] = {
     "pending": {"b": ps(0, 2)}, "items": {"b": rec(2, 0, 2, 0, 0)}, "data": {"b": "B"},
     "wake": WAKE,
@@ -686,7 +687,7 @@ case(
 )
 case(
     "complete/next_n: a chained take that got all it asked leaves a missing wake key missing",
-    {**{k: v for k, v in _LEASED_A.items() if k != "wake"}, "pending": {"b": ps(0, 2), "c": ps(0, 3)},
+    {**_LEASED_A_NO_WAKE, "pending": {"b": ps(0, 2), "c": ps(0, 3)},
      "items": {"a": rec(1, 0, 1, 2, 5), "b": rec(2, 0, 2, 0, 0), "c": rec(3, 0, 3, 0, 0)},
      "data": {"a": "A", "b": "B", "c": "C"}},
     "complete", complete_args(("a", 1, 5, "", 0), next_n=1),
@@ -698,7 +699,7 @@ case(
 )
 case(
     "complete/next_n: a chained take that reclaimed an expired lease sets the wake key",
-    {**{k: v for k, v in _LEASED_A.items() if k != "wake"}, "leased": {"a": FUTURE, "x": PAST}, "pending": {"b": ps(0, 2)},
+    {**_LEASED_A_NO_WAKE, "leased": {"a": FUTURE, "x": PAST}, "pending": {"b": ps(0, 2)},
      "items": {"a": rec(1, 0, 1, 2, 5), "b": rec(2, 0, 2, 0, 0), "x": rec(3, 0, 3, 1, 4)},
      "data": {"a": "A", "b": "B", "x": "X"}},
     "complete", complete_args(("a", 1, 5, "", 0), next_n=1),

@@ -335,3 +335,89 @@ def test_server_down_is_retried_quietly_until_stopped(arun: Any,
         counts = arun(scenario())
     assert sum(counts.values()) == 0
     assert any("cannot lease" in r.getMessage() for r in caplog.records)
+
+
+def test_eager_start_handlers_that_return_suspend_raise_and_yield_results(
+        q: Queue, arun: Any) -> None:
+    """The fast path runs an async handler up to its first await at once: handlers that
+    return without awaiting, that await several times, that raise at once or after an await,
+    and that return a result all end as they would in a task of their own, each in its own
+    job context."""
+    kinds = ["plain", "await", "raise", "raise-late", "result"]
+    for i in range(50):
+        q.add({"k": kinds[i % 5], "i": i}, id=f"e{i}")
+    done: list[JobResult] = []
+    seen: dict[str, str] = {}
+
+    async def handle(lease: Lease) -> Any:
+        kind = lease.data["k"]
+        assert current().lease is lease
+        if kind == "plain":
+            return None
+        if kind == "raise":
+            raise ValueError("at once")
+        for _ in range(3):
+            await asyncio.sleep(0)
+            assert current().lease is lease  # the task goes on in the job's own context
+        seen[lease.id] = kind
+        if kind == "raise-late":
+            raise ValueError("after an await")
+        return lease.data["i"] if kind == "result" else None
+
+    w = Worker(q.name, handle, url=q_url(q), concurrency=8, max_attempts=1,
+               on_result=done.append)
+    arun(work(w, lambda: len(done) == 50))
+    by = {r.lease.id: r for r in done}
+    assert len(by) == 50
+    for i in range(50):
+        r, kind = by[f"e{i}"], kinds[i % 5]
+        want = Outcome.DEAD if kind.startswith("raise") else Outcome.COMPLETED
+        assert r.outcome is want, (kind, r)
+        if kind in ("await", "raise-late", "result"):
+            assert seen[f"e{i}"] == kind  # the handler ran past its awaits
+    assert q.state("e4").result == 4  # a result kept, though the handler awaited first
+    assert "at once" in (q.state("e2").last_error or "")
+    assert "after an await" in (q.state("e3").last_error or "")
+    assert q.stats().counter("completed") == 30
+
+
+def test_eager_start_yields_to_tasks_after_its_budget(q: Queue, arun: Any) -> None:
+    """Handlers that never await are run at once only for EAGER_BUDGET per round; the rest of
+    the round gets tasks, so the loop (heartbeat, completions) is not held up by a long run of
+    them: more than one job is in flight at some point."""
+    for i in range(40):
+        q.add(i)
+    done: list[JobResult] = []
+
+    async def busy(lease: Lease) -> None:
+        time.sleep(0.003)  # never awaits: longer than the budget (2 ms) by itself
+
+    w = Worker(q.name, busy, url=q_url(q), concurrency=10, on_result=done.append)
+    arun(work(w, lambda: len(done) == 40))
+    assert {r.outcome for r in done} == {Outcome.COMPLETED}
+    assert w.max_in_flight > 1
+
+
+def test_completions_lease_the_next_items_in_the_same_call(
+        valkey_server: ServerProcess, q: Queue, arun: Any) -> None:
+    """Finished jobs are completed with one complete-and-lease call that refills the free
+    slots, so a busy worker needs no separate lease call per batch; none is lost or run
+    twice."""
+    q.add_many(range(3000))
+    done: list[JobResult] = []
+
+    async def noop(lease: Lease) -> None:
+        await asyncio.sleep(0)
+
+    admin = valkey_server.client()
+    admin.config_resetstat()
+    w = Worker(q.name, noop, url=q_url(q), concurrency=20, on_result=done.append)
+    arun(work(w, lambda: len(done) == 3000, timeout=60))
+    assert len({r.lease.id for r in done}) == 3000
+    assert {r.outcome for r in done} == {Outcome.COMPLETED}
+    stats = admin.info("commandstats")
+    # every script call takes items (ZPOPMIN inside), the completions included; a worker that
+    # leased and completed in separate calls would pop in about half of them
+    pops, calls = stats["cmdstat_zpopmin"]["calls"], stats["cmdstat_fcall"]["calls"]
+    assert pops > 0.75 * calls, (pops, calls)
+    assert q.stats().counter("completed") == 3000
