@@ -272,7 +272,7 @@ class Worker:
         q, loop, errors = self.queue, asyncio.get_running_loop(), 0
         idle_since = loop.time()
         while not self._stopping:
-            room = min(self._room(), P.MAX_BATCH)
+            room = min(self._room(), self._per_call())
             if room <= 0:
                 self._slot_ev.clear()
                 await self._slot_ev.wait()
@@ -305,6 +305,12 @@ class Worker:
         for already."""
         return (self.concurrency + self._ahead() - self._busy - len(self._buffer)
                 - self._incoming)
+
+    def _per_call(self) -> int:
+        """Most leases one call asks for: a third of what the worker may hold, so that while
+        jobs are short several calls are in flight (the server takes one batch while this
+        process runs another) instead of one big call at a time."""
+        return min(P.MAX_BATCH, max(1, (self.concurrency + self._ahead() + 2) // 3))
 
     def _ahead(self) -> int:
         """Items to lease beyond the free slots: as many as start within ~50 ms."""
@@ -437,7 +443,7 @@ class Worker:
         leases = [j.lease for j in jobs]
         more: list[Lease] = []
         n = 0 if self._stopping or len(leases) > P.MAX_BATCH else max(
-            0, min(self._room(), P.MAX_BATCH))
+            0, min(self._room(), self._per_call()))
         self._incoming += n
         try:
             if n:
