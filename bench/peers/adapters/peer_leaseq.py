@@ -1,5 +1,8 @@
 """leaseq adapter. Variants: ``sync`` (the single-item API on one connection: ``lease`` then a
-``complete_and_lease`` chain) and ``worker`` (``leaseq.worker.Worker``, async no-op handler)."""
+``complete_and_lease`` chain), ``async`` (the single-item API of ``leaseq.aio.Queue`` from
+``--concurrency`` tasks, each adding or leasing and completing one item at a time; the queue
+coalesces what the tasks call in one loop turn into one script call) and ``worker``
+(``leaseq.worker.Worker``, async no-op handler)."""
 
 from __future__ import annotations
 
@@ -10,11 +13,15 @@ import time
 import common as c
 
 import leaseq
+import leaseq.aio
 from leaseq.worker import Worker
 
 
 def main() -> None:
     a = c.parse_args()
+    if a.variant == "async":
+        asyncio.run(run_async(a, c.versions("leaseq", "redis", "hiredis")))
+        return
     q = leaseq.Queue(a.queue, url=a.url)
     ver = c.versions("leaseq", "redis", "hiredis")
     if a.role == "enqueue":
@@ -48,6 +55,44 @@ def main() -> None:
             if rec.idle():
                 break
         rec.finish(a.out, versions=ver)
+
+
+async def run_async(a, ver) -> None:  # type: ignore[no-untyped-def]
+    async with leaseq.aio.Queue(a.queue, url=a.url) as q:
+        await q.stats()  # connect and load scripts before GO
+        if a.role == "enqueue":
+            items = c.payloads(a.start, a.items)
+            c.ready_and_wait()
+            t0 = time.perf_counter()
+            if a.bulk:
+                for part in c.chunks(items, a.chunk):
+                    await q.add_many(part)
+            else:
+                it = iter(items)
+
+                async def producer() -> None:
+                    for one in it:  # each task adds one item at a time
+                        await q.add(one)
+
+                await asyncio.gather(*(producer() for _ in range(a.concurrency)))
+            c.result(seconds=time.perf_counter() - t0, versions=ver, concurrency=a.concurrency)
+            return
+        if a.role == "latency-producer":
+            await c.aproducer_loop(lambda seq: q.add(c.payload(seq)))
+            return
+        rec = c.Recorder(a.role == "latency-consumer")
+        rec.go_ns = c.ready_and_wait()
+        tasks = 1 if rec.latency else a.concurrency
+
+        async def consumer() -> None:
+            while not rec.idle():
+                lease = await q.lease(timeout=c.IDLE_STOP / 2)
+                if lease is not None:
+                    rec.hit(c.seq_of(lease.data))
+                    await q.complete(lease)
+
+        await asyncio.gather(*(consumer() for _ in range(tasks)))
+        rec.finish(a.out, versions=ver, concurrency=tasks)
 
 
 async def run_worker(a, ver) -> None:  # type: ignore[no-untyped-def]
