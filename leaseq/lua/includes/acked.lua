@@ -3,6 +3,7 @@
 -- one did instead of "stale". Members are kind .. token: "c" for complete, "f" for fail and
 -- requeue, so a token that failed an item can never pass for one that completed it.
 local ACK_WINDOW = 60000
+local ACK_WINDOW_S = '60000' -- (as text: a number argument of redis.call is printed with %.17g)
 local ACK_MAX = 100000
 
 local function ack_record(kind, tok, now)
@@ -24,14 +25,14 @@ end
 local ACK_TRIM_EVERY = 16
 
 local function ack_trim(now, lo, hi)
-  redis.call('PEXPIRE', Q.acked, ACK_WINDOW)
+  redis.call('PEXPIRE', Q.acked, ACK_WINDOW_S)
   if math.floor(hi / ACK_TRIM_EVERY) == math.floor((lo - 1) / ACK_TRIM_EVERY) then
     return
   end
   redis.call('ZREMRANGEBYSCORE', Q.acked, '-inf', fmt(now - ACK_WINDOW))
   local excess = redis.call('ZCARD', Q.acked) - ACK_MAX
   if excess > 0 then
-    redis.call('ZREMRANGEBYRANK', Q.acked, 0, excess - 1)
+    redis.call('ZREMRANGEBYRANK', Q.acked, '0', fmt(excess - 1))
   end
 end
 

@@ -6,6 +6,7 @@
 -- answers the same without doing anything again (an item completed and added again in between
 -- stays untouched).
 local CALL_TTL = 20000
+local CALL_TTL_S = '20000'
 local CALL_MARK = '}:call:'
 
 -- This call's key (the last key, when it is one; else false) and the reply an earlier run of
@@ -25,7 +26,7 @@ end
 -- Store this call's reply (when it names a call key) and return it.
 local function call_done(key, reply)
   if key then
-    redis.call('SET', key, cmsgpack.pack(reply), 'PX', CALL_TTL)
+    redis.call('SET', key, cmsgpack.pack(reply), 'PX', CALL_TTL_S)
   end
   return reply
 end

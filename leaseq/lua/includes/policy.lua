@@ -29,14 +29,14 @@ local function dead_letter(id, now, err)
   if P.dead_max > 0 then
     local excess = redis.call('ZCARD', Q.dead) - P.dead_max
     if excess > 0 then
-      drop_dead(redis.call('ZRANGE', Q.dead, 0, math.min(excess, TRIM_STEP) - 1))
+      drop_dead(redis.call('ZRANGE', Q.dead, '0', fmt(math.min(excess, TRIM_STEP) - 1)))
     end
   end
 end
 
 -- Move due delayed items to pending (at most limit), a fixed number of commands for all.
 local function promote_due(now, limit)
-  local due = redis.call('ZRANGEBYSCORE', Q.delayed, '-inf', fmt(now), 'LIMIT', 0, limit)
+  local due = redis.call('ZRANGEBYSCORE', Q.delayed, '-inf', fmt(now), 'LIMIT', '0', limit)
   if #due == 0 then
     return 0
   end
@@ -61,7 +61,7 @@ end
 -- dead-lettered instead of looping forever. A reclaimed item keeps its place (its seq).
 -- A fixed number of commands for the whole batch, plus one dead_letter per poison item.
 local function reclaim_expired(now, limit)
-  local gone = redis.call('ZRANGEBYSCORE', Q.leased, '-inf', fmt(now), 'LIMIT', 0, limit)
+  local gone = redis.call('ZRANGEBYSCORE', Q.leased, '-inf', fmt(now), 'LIMIT', '0', limit)
   if #gone == 0 then
     return 0
   end
