@@ -1,9 +1,14 @@
 """The worker's asyncio core: one fetcher, one heartbeat, one task per running job.
 
-* The fetcher leases as many items as there are free slots (plus a short prefetch) in one
-  round trip, waiting server-side (no polling) while the queue is empty.
+* The fetcher leases as many items as there are free slots (plus a short prefetch), a third
+  of them per round trip, waiting server-side (no polling) while the queue is empty.
+* An async handler (no timeout, no job hooks) is started at once and gets a task only if it
+  suspends (asyncio's "eager tasks"), for at most 2 ms of handlers per dispatch round.
 * Successful jobs are completed together: all those that end in one loop turn share one
-  ``complete_many`` call; failures go through the coalescing :class:`leaseq.aio.Queue`.
+  ``complete_many_and_lease`` call, which also leases items for the free slots, so a busy
+  worker needs no separate lease call and several calls are in flight at once (the server
+  works on one batch while this process runs another); failures go through the coalescing
+  :class:`leaseq.aio.Queue`.
 * The heartbeat extends every held lease in one round trip per tick; a lease found gone
   cancels its job (async) or flags it (sync, see :class:`JobContext`) and nothing is
   reported for it.
