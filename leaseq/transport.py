@@ -98,6 +98,10 @@ def _repeat_or_raise(exc: BaseException, conn: Any) -> None:
     raise exc
 
 
+def _nothing() -> bool:  # for a hiredis Reader without has_data (older releases)
+    return False
+
+
 class _Wire:
     """Sync calls on a held connection's socket with a reader of our own: one ``sendall``,
     ``recv_into`` until hiredis has the reply. The same bytes, errors and timeouts as the
@@ -118,7 +122,8 @@ class _Wire:
         """True if the socket has something to read before we sent anything: the server
         closed it while it sat idle (its ``timeout``, CLIENT KILL, a restart) or stray data."""
         try:
-            return bool(self.poller.poll(0)) or self.reader.has_data()
+            return bool(self.poller.poll(0)) or bool(getattr(self.reader, "has_data",
+                                                             _nothing)())
         except (OSError, ValueError):
             return True
 
