@@ -219,6 +219,16 @@ def check_stats(q: leaseq.Queue, problems: list[str], *, added: int, completed: 
     expect(problems, "stats.dead", st.dead, 0)
 
 
+def delivered(q: leaseq.Queue, problems: list[str], *, leases: int, unique: int, done: int,
+              n: int) -> list[str]:
+    """Every one of ``n`` items leased once, completed once, and the queue's counters agree."""
+    expect(problems, "leases", leases, n)
+    expect(problems, "unique", unique, n)
+    expect(problems, "completed", done, n)
+    check_stats(q, problems, added=n, completed=n)
+    return problems
+
+
 def qname(tag: str) -> str:
     return f"bench-{tag}-{uuid.uuid4().hex[:8]}"
 
@@ -346,10 +356,8 @@ def phase_one_at_a_time(r: redis.Redis, probe: Probe, n: int) -> list[Row]:
             leases += 1
             seen.add(item.id)
             done += q.complete(item)
-    expect(problems, "leases", leases, n)
-    expect(problems, "unique", len(seen), n)
-    expect(problems, "completed", done, n)
-    check_stats(q, problems, added=n, completed=n)
+    delivered(q, problems, leases=leases, unique=len(seen), done=done,
+              n=n)
     rows.append(make_row("3", "lease + complete (2 RT/item)", n, d, check=verdict(problems)))
 
     q = leaseq.Queue(qname("chain"), client=r)
@@ -365,10 +373,8 @@ def phase_one_at_a_time(r: redis.Redis, probe: Probe, n: int) -> list[Row]:
             ok, nxt = q.complete_and_lease(cur)
             done += ok
             cur = nxt[0] if nxt else None
-    expect(problems, "leases", leases, n)
-    expect(problems, "unique", len(seen), n)
-    expect(problems, "completed", done, n)
-    check_stats(q, problems, added=n, completed=n)
+    delivered(q, problems, leases=leases, unique=len(seen), done=done,
+              n=n)
     rows.append(make_row("3", "complete_and_lease chain (1 RT/item)", n, d,
                          check=verdict(problems)))
     return rows
@@ -385,10 +391,8 @@ def phase_many(r: redis.Redis, probe: Probe, nbulk: int) -> list[Row]:
             leases += len(got)
             seen.update(x.id for x in got)
             done += sum(q.complete_many(got))
-    expect(problems, "leases", leases, nbulk)
-    expect(problems, "unique", len(seen), nbulk)
-    expect(problems, "completed", done, nbulk)
-    check_stats(q, problems, added=nbulk, completed=nbulk)
+    delivered(q, problems, leases=leases, unique=len(seen), done=done,
+              n=nbulk)
     rows = [make_row("4", "lease_many(100) + complete_many", nbulk, d, check=verdict(problems))]
 
     # the same items through the fused call: complete a batch and lease the next in one trip
@@ -402,10 +406,8 @@ def phase_many(r: redis.Redis, probe: Probe, nbulk: int) -> list[Row]:
             seen.update(x.id for x in got)
             flags, got = q.complete_many_and_lease(got, n=100)
             done += sum(flags)
-    expect(problems, "leases", leases, nbulk)
-    expect(problems, "unique", len(seen), nbulk)
-    expect(problems, "completed", done, nbulk)
-    check_stats(q, problems, added=nbulk, completed=nbulk)
+    delivered(q, problems, leases=leases, unique=len(seen), done=done,
+              n=nbulk)
     rows.append(make_row("4", "complete_many_and_lease(100) (1 RT/batch)", nbulk, d,
                          check=verdict(problems)))
     return rows
@@ -434,10 +436,8 @@ async def _aio_batches(server: ServerProcess, probe: Probe, nbulk: int,
 
     with probe.measure() as d:
         done = sum(await asyncio.gather(*(flow() for _ in range(flows))))
-    expect(problems, "leases", len(seen), nbulk)
-    expect(problems, "unique", len(set(seen)), nbulk)
-    expect(problems, "completed", done, nbulk)
-    check_stats(sync_q, problems, added=nbulk, completed=nbulk)
+    delivered(sync_q, problems, leases=len(seen), unique=len(set(seen)), done=done,
+              n=nbulk)
     await q.close()
     await ac.aclose()
     return [make_row("4", f"asyncio, {flows} batches of 100 in flight (fused calls)", nbulk, d,
@@ -479,10 +479,8 @@ async def _aio_run(server: ServerProcess, probe: Probe, n: int, tasks: int) -> l
 
     with probe.measure() as d:
         done = sum(await asyncio.gather(*(worker() for _ in range(tasks))))
-    expect(problems, "leases", len(seen), n)
-    expect(problems, "unique", len(set(seen)), n)
-    expect(problems, "completed", done, n)
-    check_stats(sync_q, problems, added=n, completed=n)
+    delivered(sync_q, problems, leases=len(seen), unique=len(set(seen)), done=done,
+              n=n)
     rows.append(make_row("5", f"asyncio lease+complete, {tasks} tasks", n, d,
                          check=verdict(problems)))
     await q.close()
