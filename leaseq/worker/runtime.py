@@ -348,7 +348,11 @@ class Worker:
         that returned is settled here, one that suspended goes on in a task."""
         loop = self._loop
         assert loop is not None
-        coro = self.handler(job.lease)
+        try:
+            coro = self.handler(job.lease)
+        except Exception as exc:  # raised before returning an awaitable: a failed attempt
+            self._ended(job, None, exc, redispatch=False)
+            return
         if not isinstance(coro, types.CoroutineType):  # another awaitable: the task path
             job.task = loop.create_task(self._run_job(job, _Resume(coro)))
             return

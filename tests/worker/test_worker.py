@@ -421,3 +421,21 @@ def test_completions_lease_the_next_items_in_the_same_call(
     pops, calls = stats["cmdstat_zpopmin"]["calls"], stats["cmdstat_fcall"]["calls"]
     assert pops > 0.75 * calls, (pops, calls)
     assert q.stats().counter("completed") == 3000
+
+
+def test_an_async_handler_that_raises_when_called_fails_the_attempt(q: Queue,
+                                                                     arun: Any) -> None:
+    """An async handler that raises before it returns a coroutine (here: called with fewer
+    arguments than it takes) fails each attempt like any other error; the worker keeps
+    running and reports every item."""
+    for i in range(3):
+        q.add(i, id=f"bad{i}")
+    done: list[JobResult] = []
+
+    async def handle(lease: Lease, extra: int) -> None:  # one argument too many
+        return None
+
+    w = Worker(q.name, handle, url=q_url(q), max_attempts=1, on_result=done.append)
+    arun(work(w, lambda: len(done) == 3))
+    assert {r.outcome for r in done} == {Outcome.DEAD}
+    assert "TypeError" in (q.state("bad1").last_error or "")
