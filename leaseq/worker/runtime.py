@@ -2,8 +2,8 @@
 
 * The fetcher leases as many items as there are free slots (plus a short prefetch), a third
   of them per round trip, waiting server-side (no polling) while the queue is empty.
-* An async handler (no timeout, no job hooks) is started at once and gets a task only if it
-  suspends (asyncio's "eager tasks"), for at most 2 ms of handlers per dispatch round.
+* On Python 3.12+, an async handler (no timeout, no job hooks) runs in an eager task: one that
+  returns without suspending is never scheduled (at most 2 ms of handlers per dispatch round).
 * Successful jobs are completed together: all those that end in one loop turn share one
   ``complete_many_and_lease`` call, which also leases items for the free slots, so a busy
   worker needs no separate lease call and several calls are in flight at once (the server
@@ -17,15 +17,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import os
 import signal
 import socket
+import sys
 import time
-import types
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import hooks as _hooks
@@ -40,45 +39,9 @@ from .jobs import NETWORK as _NETWORK
 log = logging.getLogger("leaseq.worker")
 
 EAGER_BUDGET = 0.002  # s of handlers run at once per dispatch round before tasks take over
-
-
-def _first_step(coro: Coroutine[Any, Any, Any], job: Job) -> Any:
-    CURRENT.set(job)  # in the job's own context (run by _start through Context.run)
-    return coro.send(None)
-
-
-class _Resume:
-    """Awaiting it goes on with a coroutine that :meth:`Worker._start` ran up to its first
-    suspension (``step``: what it yielded then), forwarding sends and throws (cancellation)
-    exactly as ``await`` would; or, given any other awaitable, simply awaits it."""
-
-    __slots__ = ("coro", "step")
-
-    _UNSTARTED: Any = object()
-
-    def __init__(self, coro: Awaitable[Any], step: Any = _UNSTARTED) -> None:
-        self.coro = coro
-        self.step = step
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        if self.step is _Resume._UNSTARTED:
-            return (yield from self.coro.__await__())
-        coro = self.coro
-        assert isinstance(coro, types.CoroutineType)
-        step = self.step
-        while True:
-            try:
-                sent = yield step
-            except BaseException as exc:  # a throw into the task (e.g. CancelledError)
-                try:
-                    step = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    step = coro.send(sent)
-                except StopIteration as stop:
-                    return stop.value
+# Eager tasks (Python 3.12+): a task's first step runs at once, as the current task, and one
+# that finishes there is never scheduled. Passed as a mapping: 3.11 has no such parameter.
+_EAGER: dict[str, Any] | None = {"eager_start": True} if sys.version_info >= (3, 12) else None
 
 
 class Worker:
@@ -142,6 +105,7 @@ class Worker:
         self._done: list[Job] = []  # succeeded, to complete at the end of this loop turn
         self._flushes: set[asyncio.Task[None]] = set()
         self._busy = 0
+        self._dispatching = False
         self._incoming = 0  # leases asked for by calls still in flight
         self._job_avg: float | None = None  # moving average of handler durations (s)
         self._stopping = False
@@ -325,70 +289,46 @@ class Worker:
         return min(self.prefetch, int(self.concurrency * 0.05 / max(avg, 1e-6)))
 
     def _dispatch(self) -> None:
-        """Start buffered items while slots are free. In the common case (async handler, no
-        timeout, no job hooks) a handler is started at once, and only one that suspends gets a
-        task of its own (asyncio's "eager tasks"); for at most EAGER_BUDGET s per round, so
-        that a run of handlers that never await cannot hold up the heartbeat."""
+        """Start buffered items while slots are free. On Python 3.12+ in the common case
+        (async handler, no timeout, no job hooks) each job's task starts eagerly: a handler
+        that returns without suspending is done before this returns, never scheduled; for
+        at most EAGER_BUDGET s per round, so that a run of handlers that never await cannot
+        hold up the heartbeat."""
         loop = self._loop
         assert loop is not None
-        eager = self._fast and not _hooks.JOB_HOOKS
+        eager = _EAGER if self._fast and not _hooks.JOB_HOOKS else None
         until = time.monotonic() + EAGER_BUDGET
-        while self._buffer and self._busy < self.concurrency and not self._stopping:
-            job = Job(self._buffer.popleft())
-            self._jobs.add(job)
-            self._busy += 1
-            self.max_in_flight = max(self.max_in_flight, self._busy)
-            if eager and job.started < until:
-                self._start(job)
-            else:
-                job.task = loop.create_task(self._run_job(job))
-
-    def _start(self, job: Job) -> None:
-        """Run an async handler up to its first suspension, in a context of its own; a handler
-        that returned is settled here, one that suspended goes on in a task."""
-        loop = self._loop
-        assert loop is not None
+        self._dispatching = True
         try:
-            coro = self.handler(job.lease)
-        except Exception as exc:  # raised before returning an awaitable: a failed attempt
-            self._ended(job, None, exc, redispatch=False)
-            return
-        if not isinstance(coro, types.CoroutineType):  # another awaitable: the task path
-            job.task = loop.create_task(self._run_job(job, _Resume(coro)))
-            return
-        ctx = contextvars.copy_context()
-        try:
-            step = ctx.run(_first_step, coro, job)
-        except StopIteration as stop:
-            self._ended(job, stop.value, None, redispatch=False)
-        except Exception as exc:
-            self._ended(job, None, exc, redispatch=False)
-        else:
-            job.task = loop.create_task(self._run_job(job, _Resume(coro, step)), context=ctx)
+            while self._buffer and self._busy < self.concurrency and not self._stopping:
+                job = Job(self._buffer.popleft())
+                self._jobs.add(job)
+                self._busy += 1
+                self.max_in_flight = max(self.max_in_flight, self._busy)
+                if eager is not None and job.started < until:
+                    task = asyncio.Task(self._run_job(job), loop=loop, **eager)
+                    if job.task is None:  # (a report task made by _ended stays)
+                        job.task = task
+                else:
+                    job.task = loop.create_task(self._run_job(job))
+        finally:
+            self._dispatching = False
 
-    def _release(self, late: asyncio.Future[Any] | None = None, redispatch: bool = True
-                 ) -> None:
+    def _release(self, late: asyncio.Future[Any] | None = None) -> None:
         if late is not None and not late.cancelled():
             late.exception()  # a timed-out sync handler returned at last: drop its outcome
         self._busy -= 1
-        if redispatch and self._buffer:
+        if self._buffer and not self._dispatching:  # (a job run eagerly by _dispatch)
             self._dispatch()
         self._slot_ev.set()
 
-    # ------------------------------------------------------------------------------ jobs
-
-    async def _run_job(self, job: Job, started: _Resume | None = None) -> None:
+    async def _run_job(self, job: Job) -> None:
         late: asyncio.Future[Any] | None = None
         result: Any = None
         err: BaseException | None = None
         factories = _hooks.JOB_HOOKS
         try:
-            if started is not None:  # begun by _start (or any awaitable): go on with it
-                try:
-                    result = await started
-                except Exception as exc:
-                    err = exc
-            elif self._fast and not factories:  # async, no timeout, no hooks: the common case
+            if self._fast and not factories:  # async, no timeout, no hooks: the common case
                 CURRENT.set(job)  # this task's own context
                 try:
                     result = await self.handler(job.lease)
@@ -403,21 +343,21 @@ class Worker:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-        report = self._ended(job, result, err, late=late)
-        if report:
+        if self._ended(job, result, err, late):
             await self._report(job, result, err)
 
-    def _ended(self, job: Job, result: Any, err: BaseException | None, *,
-               late: asyncio.Future[Any] | None = None, redispatch: bool = True) -> bool:
+    def _ended(self, job: Job, result: Any, err: BaseException | None,
+               late: asyncio.Future[Any] | None) -> bool:
         """The handler returned (or raised, or was cancelled): free its slot and settle what
         needs no server call. True if the job must still be reported (completed with a
-        result, or failed): by the caller's task, or by a task made here."""
+        result, or failed) by the caller; a job that ended inside its eager first step (no
+        ``job.task`` yet) gets a task of its own for that instead."""
         job.running = False
         took = time.monotonic() - job.started
         avg = self._job_avg
         self._job_avg = took if avg is None else avg * 0.9 + took * 0.1
         if late is None:
-            self._release(redispatch=redispatch)
+            self._release()
         else:  # the thread cannot be stopped: its slot stays taken until it returns
             late.add_done_callback(self._release)
         if job.reason == LOST:
@@ -430,9 +370,8 @@ class Worker:
                 asyncio.get_running_loop().call_soon(self._flush)
         elif job.task is not None:
             return True
-        else:  # settled synchronously by _start: the report gets a task of its own
-            loop = asyncio.get_running_loop()
-            job.task = loop.create_task(self._report(job, result, err))
+        else:
+            job.task = asyncio.get_running_loop().create_task(self._report(job, result, err))
         return False
 
     def _flush(self, _: object = None) -> None:

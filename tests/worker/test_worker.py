@@ -339,10 +339,10 @@ def test_server_down_is_retried_quietly_until_stopped(arun: Any,
 
 def test_eager_start_handlers_that_return_suspend_raise_and_yield_results(
         q: Queue, arun: Any) -> None:
-    """The fast path runs an async handler up to its first await at once: handlers that
-    return without awaiting, that await several times, that raise at once or after an await,
-    and that return a result all end as they would in a task of their own, each in its own
-    job context."""
+    """Async handlers that return without awaiting, that await several times, that raise at
+    once or after an await, and that return a result all end as they should, each in its own
+    job context (on Python 3.12+ they run in eager tasks: the ones that never suspend are done
+    without being scheduled)."""
     kinds = ["plain", "await", "raise", "raise-late", "result"]
     for i in range(50):
         q.add({"k": kinds[i % 5], "i": i}, id=f"e{i}")
@@ -382,9 +382,9 @@ def test_eager_start_handlers_that_return_suspend_raise_and_yield_results(
 
 
 def test_eager_start_yields_to_tasks_after_its_budget(q: Queue, arun: Any) -> None:
-    """Handlers that never await are run at once only for EAGER_BUDGET per round; the rest of
-    the round gets tasks, so the loop (heartbeat, completions) is not held up by a long run of
-    them: more than one job is in flight at some point."""
+    """Handlers that never await are run eagerly (Python 3.12+) only for EAGER_BUDGET per
+    round; the rest of the round gets scheduled tasks, so the loop (heartbeat, completions) is
+    not held up by a long run of them: more than one job is in flight at some point."""
     for i in range(40):
         q.add(i)
     done: list[JobResult] = []
@@ -439,3 +439,27 @@ def test_an_async_handler_that_raises_when_called_fails_the_attempt(q: Queue,
     arun(work(w, lambda: len(done) == 3))
     assert {r.outcome for r in done} == {Outcome.DEAD}
     assert "TypeError" in (q.state("bad1").last_error or "")
+
+
+def test_a_handler_is_its_own_task_from_its_first_line(q: Queue, arun: Any) -> None:
+    """What a handler does before its first await (asyncio.timeout, a TaskGroup) binds to the
+    handler's own task, never to the worker's: the current task is the same before and after
+    an await, a timeout set on the first line cancels only that job, and the worker goes on."""
+    q.add("slow", id="slow")
+    for i in range(5):
+        q.add(i, id=f"ok{i}")
+    done: list[JobResult] = []
+    tasks: dict[str, bool] = {}
+
+    async def handle(lease: Lease) -> None:
+        first = asyncio.current_task()
+        async with asyncio.timeout(0.05):  # binds to the current task
+            await asyncio.sleep(1 if lease.id == "slow" else 0)
+        tasks[lease.id] = asyncio.current_task() is first
+
+    w = Worker(q.name, handle, url=q_url(q), max_attempts=1, on_result=done.append)
+    arun(work(w, lambda: len(done) == 6))
+    by = {r.lease.id: r.outcome for r in done}
+    assert by["slow"] is Outcome.DEAD and "TimeoutError" in (q.state("slow").last_error or "")
+    assert all(by[f"ok{i}"] is Outcome.COMPLETED for i in range(5))
+    assert tasks == {f"ok{i}": True for i in range(5)}
