@@ -189,6 +189,40 @@ def _release_all(pool: Any, held: list[Any], pid: int) -> None:
 
 _ATTR = "_leaseq_channel"
 
+# Bumped in a child process right after a fork: a channel made before it sees a new value and
+# drops the parent's connections (their sockets are shared with the parent). Cheaper than
+# comparing os.getpid() on every call (a system call each time).
+_forks = 0
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
+
+class _Holder:
+    """What both channels do with the connections they hold."""
+
+    __slots__ = ("_forks", "_held")
+
+    def __init__(self) -> None:
+        self._held: list[Any] = []
+        self._forks = _forks
+
+    def _pop_held(self) -> Any:
+        """A held connection (None if there is none); after a fork, never one of the parent's."""
+        if self._forks != _forks:
+            self._held.clear()
+            self._forks = _forks
+        try:
+            return self._held.pop()
+        except IndexError:
+            return None
+
 
 def channel_for(client: Any) -> Channel:
     """The channel of a sync client (made on first use, then shared by its queues)."""
@@ -210,18 +244,18 @@ def async_channel_for(client: Any) -> AsyncChannel:
     return chan
 
 
-class Channel:
+class Channel(_Holder):
     """Runs leaseq scripts for a sync client, in one round trip each."""
 
-    __slots__ = ("__weakref__", "_finalizer", "_held", "_pid", "_pool", "client", "fcall")
+    __slots__ = ("__weakref__", "_finalizer", "_pool", "client", "fcall")
 
     def __init__(self, client: Any) -> None:
+        super().__init__()
         self.client = client
         self._pool = _pool_of(client, redis.Redis)
         self.fcall = self._pool is not None  # until the server says it has no FCALL for us
-        self._held: list[Any] = []
-        self._pid = os.getpid()
-        self._finalizer = (weakref.finalize(self, _release_all, self._pool, self._held, self._pid)
+        self._finalizer = (weakref.finalize(self, _release_all, self._pool, self._held,
+                                            os.getpid())
                            if self._pool is not None else None)
 
     def run(self, name: str, keys: Sequence[str], args: Sequence[scripts.Arg]) -> Any:
@@ -230,22 +264,16 @@ class Channel:
         if pool is None:
             return scripts.run(self.client, name, keys, args)
         held = self._held
-        if self._pid != os.getpid():  # forked: the parent's sockets are not ours
-            held.clear()
-            self._pid = os.getpid()
-        try:
-            conn = held.pop()
-        except IndexError:
+        conn = self._pop_held()
+        if conn is None:
             try:
                 conn = pool.get_connection()
             except _NET:
                 return scripts.run(self.client, name, keys, args)
             wire = _wire(conn)
-        else:
-            wire = _wire(conn)
-            if wire is None or wire.stale():
-                conn.disconnect()  # the next send connects again
-                wire = None
+        elif (wire := _wire(conn)) is None or wire.stale():
+            conn.disconnect()  # the next send connects again
+            wire = None
         fcall = self.fcall and name in scripts.ENGINE_SCRIPTS
         try:
             if wire is not None:
@@ -281,17 +309,16 @@ class Channel:
             self._finalizer()
 
 
-class AsyncChannel:
+class AsyncChannel(_Holder):
     """The asyncio twin of :class:`Channel` (same rules, awaited I/O)."""
 
-    __slots__ = ("_held", "_pid", "_pool", "client", "fcall")
+    __slots__ = ("_pool", "client", "fcall")
 
     def __init__(self, client: Any) -> None:
+        super().__init__()
         self.client = client
         self._pool = _pool_of(client, redis.asyncio.Redis)
         self.fcall = self._pool is not None
-        self._held: list[Any] = []
-        self._pid = os.getpid()
 
     async def run(self, name: str, keys: Sequence[str], args: Sequence[scripts.Arg]) -> Any:
         """The reply of script ``name``; errors mapped as :func:`leaseq.scripts.arun` maps them."""
@@ -299,12 +326,8 @@ class AsyncChannel:
         if pool is None:
             return await scripts.arun(self.client, name, keys, args)
         held = self._held
-        if self._pid != os.getpid():
-            held.clear()
-            self._pid = os.getpid()
-        try:
-            conn = held.pop()
-        except IndexError:
+        conn = self._pop_held()
+        if conn is None:
             try:
                 conn = await pool.get_connection()
             except _NET:
@@ -344,7 +367,7 @@ class AsyncChannel:
     async def close(self) -> None:
         """Give the held connections back to the client's pool."""
         held, self._held = self._held, []
-        if self._pool is None or self._pid != os.getpid():
+        if self._pool is None or self._forks != _forks:
             return
         for conn in held:
             try:
