@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+import leaseq
+
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -28,6 +30,15 @@ def valkey_server() -> Iterator[Any]:
     server.start()
     yield server
     server.close()
+
+
+@pytest.fixture
+def q(valkey_server: Any, queue_name: str) -> Iterator[Any]:
+    """A queue on this module's server (dead-letters at the first failure), purged after."""
+    queue = leaseq.Queue(queue_name, url=valkey_server.url, max_attempts=1)
+    yield queue
+    queue.purge()
+    queue.close()
 
 
 @pytest.fixture

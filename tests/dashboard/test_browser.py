@@ -14,14 +14,6 @@ pytest.importorskip("uvicorn", reason="the dashboard extra is not installed")
 import leaseq
 
 
-@pytest.fixture
-def q(valkey_server: Any, queue_name: str) -> Any:
-    queue = leaseq.Queue(queue_name, url=valkey_server.url, max_attempts=1)
-    yield queue
-    queue.purge()
-    queue.close()
-
-
 def cell(page: Any, queue: str, key: str) -> Any:
     return page.locator(f'tr[data-queue="{queue}"] td[data-k="{key}"]')
 

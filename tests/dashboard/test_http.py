@@ -28,14 +28,6 @@ from .conftest import csrf_of, row_cells
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def q(valkey_server: Any, queue_name: str) -> Any:
-    queue = leaseq.Queue(queue_name, url=valkey_server.url, max_attempts=1)
-    yield queue
-    queue.purge()
-    queue.close()
-
-
 def fill(q: Any, pending: int = 7, delayed: int = 2, leased: int = 1, dead: int = 1) -> None:
     q.add_many([{"n": i} for i in range(pending + leased + dead)])
     q.add_many([leaseq.Item({"later": i}, delay=600) for i in range(delayed)])
