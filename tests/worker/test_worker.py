@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -381,6 +382,8 @@ def test_eager_start_handlers_that_return_suspend_raise_and_yield_results(
     assert q.stats().counter("completed") == 30
 
 
+@pytest.mark.skipif(sys.version_info < (3, 12),
+                    reason="eager tasks need Python 3.12: before it every job is a scheduled task")
 def test_eager_start_yields_to_tasks_after_its_budget(q: Queue, arun: Any) -> None:
     """Handlers that never await are run eagerly (Python 3.12+) only for EAGER_BUDGET per
     round; the rest of the round gets scheduled tasks, so the loop (heartbeat, completions) is
