@@ -27,7 +27,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 IDLE_STOP = 1.0  # a consumer that handled items stops after this long without one
@@ -86,6 +86,40 @@ def ready_and_wait() -> int:
 
 def result(**fields: Any) -> None:
     emit("RESULT " + json.dumps(fields))
+
+
+def enqueue(a: argparse.Namespace, one: Callable[[Any], Any],
+            chunk: Callable[[list[Any]], Any] | None = None, *, items: list[Any] | None = None,
+            **extra: Any) -> None:
+    """The ``enqueue`` role: ``items`` (default: ``--items`` payloads) added one ``one(item)``
+    at a time or, with ``--bulk`` and a ``chunk``, one ``chunk(part)`` per ``--chunk`` items;
+    timed from GO; prints the RESULT line (with ``extra``)."""
+    todo = payloads(a.start, a.items) if items is None else items
+    ready_and_wait()
+    t0 = time.perf_counter()
+    if a.bulk and chunk is not None:
+        for part in chunks(todo, a.chunk):
+            chunk(part)
+    else:
+        for it in todo:
+            one(it)
+    result(seconds=time.perf_counter() - t0, **extra)
+
+
+async def aenqueue(a: argparse.Namespace, one: Callable[[Any], Awaitable[Any]],
+                   chunk: Callable[[list[Any]], Awaitable[Any]] | None = None, *,
+                   items: list[Any] | None = None, **extra: Any) -> None:
+    """:func:`enqueue` for asyncio peers."""
+    todo = payloads(a.start, a.items) if items is None else items
+    ready_and_wait()
+    t0 = time.perf_counter()
+    if a.bulk and chunk is not None:
+        for part in chunks(todo, a.chunk):
+            await chunk(part)
+    else:
+        for it in todo:
+            await one(it)
+    result(seconds=time.perf_counter() - t0, **extra)
 
 
 def versions(*dists: str) -> dict[str, str]:

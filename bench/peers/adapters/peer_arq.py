@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-import time
 from typing import Any
 
 import common as c
@@ -30,12 +29,7 @@ async def amain() -> None:
     ver = c.versions("arq", "redis", "hiredis")
     await pool.ping()
     if a.role == "enqueue":
-        items = c.payloads(a.start, a.items)
-        c.ready_and_wait()
-        t0 = time.perf_counter()
-        for it in items:
-            await pool.enqueue_job("noop", **it)
-        c.result(seconds=time.perf_counter() - t0, versions=ver)
+        await c.aenqueue(a, lambda it: pool.enqueue_job("noop", **it), versions=ver)
     elif a.role == "latency-producer":
         await c.aproducer_loop(lambda seq: pool.enqueue_job("noop", **c.payload(seq)))
     else:

@@ -25,17 +25,8 @@ def main() -> None:
     q = leaseq.Queue(a.queue, url=a.url)
     ver = c.versions("leaseq", "redis", "hiredis")
     if a.role == "enqueue":
-        items = c.payloads(a.start, a.items)
         q.stats()  # connect and load scripts before GO
-        c.ready_and_wait()
-        t0 = time.perf_counter()
-        if a.bulk:
-            for part in c.chunks(items, a.chunk):
-                q.add_many(part)
-        else:
-            for it in items:
-                q.add(it)
-        c.result(seconds=time.perf_counter() - t0, versions=ver)
+        c.enqueue(a, q.add, q.add_many, versions=ver)
     elif a.role == "latency-producer":
         q.stats()
         c.producer_loop(lambda seq: q.add(c.payload(seq)) and None)

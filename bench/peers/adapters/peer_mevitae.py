@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
 import common as c
 from redis import Redis
@@ -21,19 +20,15 @@ def main() -> None:
     ver = c.versions("redis-work-queue", "redis", "hiredis")
     db.ping()
     if a.role == "enqueue":
+        def add_part(part: list[str]) -> None:
+            pipe = db.pipeline()
+            for data in part:
+                wq.add_item_to_pipeline(pipe, Item(data))
+            pipe.execute()
+
         items = [json.dumps(p, separators=(",", ":")) for p in c.payloads(a.start, a.items)]
-        c.ready_and_wait()
-        t0 = time.perf_counter()
-        if a.bulk:
-            for part in c.chunks(items, a.chunk):
-                pipe = db.pipeline()
-                for data in part:
-                    wq.add_item_to_pipeline(pipe, Item(data))
-                pipe.execute()
-        else:
-            for data in items:
-                wq.add_item(db, Item(data))
-        c.result(seconds=time.perf_counter() - t0, versions=ver)
+        c.enqueue(a, lambda data: wq.add_item(db, Item(data)), add_part, items=items,
+                  versions=ver)
     elif a.role == "latency-producer":
         c.producer_loop(lambda seq: wq.add_item(db, Item(json.dumps(c.payload(seq)))))
     else:

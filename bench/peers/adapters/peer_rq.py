@@ -28,16 +28,9 @@ def main() -> None:
     db.ping()
     fn = "peer_rq.noop"
     if a.role == "enqueue":
-        items = c.payloads(a.start, a.items)
-        c.ready_and_wait()
-        t0 = time.perf_counter()
-        if a.bulk:
-            for part in c.chunks(items, a.chunk):
-                q.enqueue_many([Queue.prepare_data(fn, kwargs=it) for it in part])
-        else:
-            for it in items:
-                q.enqueue(fn, kwargs=it)
-        c.result(seconds=time.perf_counter() - t0, versions=ver)
+        c.enqueue(a, lambda it: q.enqueue(fn, kwargs=it),
+                  lambda part: q.enqueue_many([Queue.prepare_data(fn, kwargs=it) for it in part]),
+                  versions=ver)
     elif a.role == "latency-producer":
         c.producer_loop(lambda seq: q.enqueue(fn, kwargs=c.payload(seq)) and None)
     else:

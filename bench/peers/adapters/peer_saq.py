@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from typing import Any
 
 import common as c
@@ -27,12 +26,7 @@ async def amain() -> None:
     ver = c.versions("saq", "redis", "hiredis")
     await queue.redis.ping()
     if a.role == "enqueue":
-        items = c.payloads(a.start, a.items)
-        c.ready_and_wait()
-        t0 = time.perf_counter()
-        for it in items:
-            await queue.enqueue("noop", **it)
-        c.result(seconds=time.perf_counter() - t0, versions=ver)
+        await c.aenqueue(a, lambda it: queue.enqueue("noop", **it), versions=ver)
     elif a.role == "latency-producer":
         await c.aproducer_loop(lambda seq: queue.enqueue("noop", **c.payload(seq)))
     else:

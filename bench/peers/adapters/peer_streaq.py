@@ -5,7 +5,6 @@ harness; streaq's defaults otherwise: prefetch = concurrency, idle_timeout 60 s,
 from __future__ import annotations
 
 import sys
-import time
 
 import anyio
 import common as c
@@ -29,18 +28,12 @@ def main() -> None:
     async def amain() -> None:
         global REC
         if a.role == "enqueue":
-            items = c.payloads(a.start, a.items)
             async with worker:
                 await worker.redis.ping()
-                c.ready_and_wait()
-                t0 = time.perf_counter()
-                if a.bulk:
-                    for part in c.chunks(items, a.chunk):
-                        await worker.enqueue_many([noop.enqueue(**it) for it in part])
-                else:
-                    for it in items:
-                        await noop.enqueue(**it)
-                c.result(seconds=time.perf_counter() - t0, versions=ver)
+                await c.aenqueue(
+                    a, lambda it: noop.enqueue(**it),
+                    lambda part: worker.enqueue_many([noop.enqueue(**it) for it in part]),
+                    versions=ver)
         elif a.role == "latency-producer":
             async with worker:
                 async def add(seq: int) -> None:

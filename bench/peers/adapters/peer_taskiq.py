@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-import time
 
 import common as c
 from taskiq.api import run_receiver_task
@@ -30,12 +29,7 @@ async def amain() -> None:
     ver = c.versions("taskiq", "taskiq-redis", "redis", "hiredis")
     if a.role == "enqueue":
         await broker.startup()  # also creates the consumer group (it reads from "$")
-        items = c.payloads(a.start, a.items)
-        c.ready_and_wait()
-        t0 = time.perf_counter()
-        for it in items:
-            await noop.kiq(**it)
-        c.result(seconds=time.perf_counter() - t0, versions=ver)
+        await c.aenqueue(a, lambda it: noop.kiq(**it), versions=ver)
         await broker.shutdown()
     elif a.role == "latency-producer":
         await broker.startup()

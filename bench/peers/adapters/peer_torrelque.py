@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
+from typing import Any
 
 import common as c
 import redis.asyncio
@@ -21,19 +21,13 @@ async def amain() -> None:
     ver = c.versions("torrelque", "redis", "hiredis")
     await client.ping()
     if a.role == "enqueue":
-        items = c.payloads(a.start, a.items)
-        c.ready_and_wait()
-        t0 = time.perf_counter()
-        if a.bulk:
-            for part in c.chunks(items, a.chunk):
-                async with client.pipeline(transaction=True) as pipe:
-                    for it in part:
-                        await tq.enqueue(it, pipeline=pipe)
-                    await pipe.execute()
-        else:
-            for it in items:
-                await tq.enqueue(it)
-        c.result(seconds=time.perf_counter() - t0, versions=ver)
+        async def add_part(part: list[Any]) -> None:
+            async with client.pipeline(transaction=True) as pipe:
+                for it in part:
+                    await tq.enqueue(it, pipeline=pipe)
+                await pipe.execute()
+
+        await c.aenqueue(a, tq.enqueue, add_part, versions=ver)
     elif a.role == "latency-producer":
         await c.aproducer_loop(lambda seq: tq.enqueue(c.payload(seq)))
     else:
