@@ -6,14 +6,12 @@ a script can declare every key it touches. The layout, for queue ``emails``:
 ================================  ======  ====================================================
 key                               type    holds
 ================================  ======  ====================================================
-``leaseq:{emails}:meta``          HASH    ``seq`` counter, lifetime counters, ``clock_offset``
+``leaseq:{emails}:meta``          HASH    ``seq`` counter, lifetime counters, ``due`` bound
 ``leaseq:{emails}:pending``       ZSET    ready ids, score = priority band + sequence (FIFO)
 ``leaseq:{emails}:delayed``       ZSET    ids waiting for a due time, score = due (ms)
 ``leaseq:{emails}:leased``        ZSET    leased ids, score = lease deadline (ms)
 ``leaseq:{emails}:dead``          ZSET    dead-lettered ids, score = time of death (ms)
-``leaseq:{emails}:items``         HASH    id -> ``inc:prio:seq:attempts:token`` record
-``leaseq:{emails}:data``          HASH    id -> encoded payload
-``leaseq:{emails}:errors``        HASH    id -> last error text (failed items only)
+``leaseq:{emails}:items``         HASH    id -> record, holder, last error and payload
 ``leaseq:{emails}:acked``         ZSET    recent finishing lease tokens -> time (ms), trimmed
 ``leaseq:{emails}:wake``          ZSET    one member while ready work exists; BZPOPMIN target
 ``leaseq:{emails}:result:<id>``   STRING  kept result of a completed item, with a TTL
@@ -87,15 +85,13 @@ class QueueKeys:
     leased: str
     dead: str
     items: str
-    data: str
-    errors: str
     acked: str
     wake: str
     all_fixed: tuple[str, ...] = ()  # every key but the per-item result keys, in script order
 
     def __post_init__(self) -> None:
         fixed = (self.meta, self.pending, self.delayed, self.leased, self.dead, self.items,
-                 self.data, self.errors, self.acked, self.wake)
+                 self.acked, self.wake)
         object.__setattr__(self, "all_fixed", fixed)
 
     @classmethod
@@ -110,8 +106,6 @@ class QueueKeys:
             leased=base + "leased",
             dead=base + "dead",
             items=base + "items",
-            data=base + "data",
-            errors=base + "errors",
             acked=base + "acked",
             wake=base + "wake",
         )

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
-import uuid
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -110,6 +110,34 @@ def _i(value: Any) -> int:
 
 # ---------------------------------------------------------------------------------- tokens
 
+_STATE = re.compile(rb"(\d+):(\d+):(\d+):(\d+):")
+
+
+def split_item(value: bytes) -> tuple[int, int, int, bytes]:
+    """(incarnation, priority, sequence, payload) of an item's value in the ``items`` hash
+    (``lua/includes/record.lua``; for tools and tests that read keys directly)."""
+    inc, prio, seq, payload = value.split(b":", 3)
+    return int(inc), int(prio), int(seq), payload
+
+
+def split_state(state: bytes) -> tuple[int, int, int, bytes, bytes]:
+    """(incarnation, attempts, token, holder, last error) of an item's lease state, the field
+    ``"\x01" + id`` of the ``items`` hash (``lua/includes/record.lua``)."""
+    m = _STATE.match(state)
+    if m is None:
+        raise ValueError(f"not a lease state: {state[:60]!r}")
+    at, hl = m.end(), int(m.group(4))
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3)), state[at : at + hl],
+            state[at + hl :])
+
+
+def new_id() -> str:
+    """A generated item id: 26 hex digits (104 random bits). Shorter than a uuid4's 32, so that
+    each of the two copies a pending item keeps (its ``items`` field and its ``pending`` member)
+    fits a 32-byte allocation on the server."""
+    return os.urandom(13).hex()
+
+
 def make_token(item_id: str, inc: int | str, tok: int | str) -> str:
     """The token of lease ``tok`` of incarnation ``inc`` of ``item_id``."""
     return token_of(item_id, int(inc), int(tok))
@@ -171,7 +199,7 @@ def entry(cfg: Config, value: Any, item_id: str | None = None, delay: float | No
     elif cfg.unique_by_content:
         item_id, generated = content_id(payload), False
     else:
-        item_id, generated = uuid.uuid4().hex, True
+        item_id, generated = new_id(), True
     if headers:
         payload = wrap(headers, payload)
     return (item_id, payload, priority, delay_ms, generated)
@@ -240,12 +268,13 @@ def _parse_leased(cfg: Config, reply: Sequence[Any], start: int) -> Leased:
     now, next_due, deadline = int(reply[start]), int(reply[start + 1]), int(reply[start + 2])
     name, codec = cfg.keys.name, cfg.codec
     items = []
-    for i in range(start + 3, len(reply), 5):
-        item_id, payload, hraw = reply[i].decode("utf-8"), reply[i + 1], b""
+    for i in range(start + 3, len(reply), 4):
+        inc, _, _, payload = reply[i + 1].split(b":", 3)  # the stored "inc:prio:seq:" + payload
+        hraw = b""
         if payload[:1] == HEADERS:
             hraw, payload = unwrap(payload)
-        items.append(Lease(name, item_id, payload, int(reply[i + 2]), int(reply[i + 3]),
-                           int(reply[i + 4]), deadline, codec, hraw, now))
+        items.append(Lease(name, reply[i].decode("utf-8"), payload, int(reply[i + 2]), int(inc),
+                           int(reply[i + 3]), deadline, codec, hraw, now))
     return Leased(items, now, next_due)
 
 
@@ -416,12 +445,15 @@ def state(cfg: Config, item_id: str) -> Call[ItemState]:
     return Call("state", keys, [item_id], parse)
 
 
+# meta fields that are bookkeeping, not lifetime counters
+_META_INTERNAL = ("seq", "due", "clock_offset", "clock_fixed")
+
+
 def stats(cfg: Config) -> Call[Stats]:
     def parse(r: list[Any]) -> Stats:
         meta = {_s(r[i]) or "": int(r[i + 1]) for i in range(7, len(r) - 1, 2)}
-        meta.pop("seq", None)
-        meta.pop("clock_offset", None)
-        meta.pop("clock_fixed", None)
+        for internal in _META_INTERNAL:
+            meta.pop(internal, None)
         return Stats(cfg.keys.name, int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]),
                      int(r[6]), meta, int(r[0]))
 

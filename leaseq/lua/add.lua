@@ -1,7 +1,7 @@
 --[[ add: add items, each with an id; an id already present is left unchanged.
 
-KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; uses meta, pending, delayed, leased,
-             dead, items, data, wake
+KEYS[1..8]   the queue's fixed keys, all leaseq:{q}:*; uses meta, pending, delayed, leased,
+             dead, items, wake
 KEYS[last]   optional leaseq:{q}:call:<call id> (includes/calls.lua): a repeat of this call
              answers as its first run did, without running again
 ARGV[1]      count of items, then for each item 4 values:
@@ -28,7 +28,7 @@ for i = 1, count_items do
 end
 local existing = redis.call('HMGET', Q.items, unpack(ids))
 local inc = next_seq(count_items)
-local records, payloads, ready = {}, {}, {}
+local records, ready = {}, {}
 local taken = {}
 for i = 1, count_items do
   local base = 2 + (i - 1) * 4
@@ -41,9 +41,7 @@ for i = 1, count_items do
     local prio, delay = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
     local seq = inc + i - 1
     records[#records + 1] = id
-    records[#records + 1] = string.format('%d:%d:%d:0:0', seq, prio, seq)
-    payloads[#payloads + 1] = id
-    payloads[#payloads + 1] = ARGV[base + 1]
+    records[#records + 1] = string.format('%d:%d:%d:', seq, prio, seq) .. ARGV[base + 1]
     if delay > 0 then
       taken[id] = 2
       now = now or now_ms()
@@ -58,7 +56,6 @@ for i = 1, count_items do
 end
 if #records > 0 then
   redis.call('HSET', Q.items, unpack(records))
-  redis.call('HSET', Q.data, unpack(payloads))
   count('added', #records / 2)
 end
 if #ready > 0 then

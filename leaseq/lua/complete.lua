@@ -1,7 +1,7 @@
 --[[ complete: finish items, then optionally lease the next ones in the same round trip.
 
-KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; uses every one of them
-KEYS[11...]  leaseq:{q}:result:<id>, one per item that keeps a result, in item order
+KEYS[1..8]   the queue's fixed keys, all leaseq:{q}:*; uses every one of them
+KEYS[9...]   leaseq:{q}:result:<id>, one per item that keeps a result, in item order
 KEYS[last]   optional leaseq:{q}:call:<call id> (includes/calls.lua): a repeat of this call
              answers as its first run did, without running again
 ARGV[1..3]   policy: max_attempts, dead_max, dead_ttl_ms (for the reclaim done by the lease)
@@ -39,12 +39,34 @@ local ids = {}
 for i = 1, count_items do
   ids[i] = ARGV[7 + (i - 1) * 5]
 end
-local recs = count_items > 0 and redis.call('HMGET', Q.items, unpack(ids)) or {}
+-- The incarnation is checked on the lease state; an item never leased has none, and only then
+-- is its value read.
+local names = {}
+for i = 1, count_items do
+  names[i] = ls(ids[i])
+end
+local recs = count_items > 0 and redis.call('HMGET', Q.items, unpack(names)) or {}
+local unleased = {}
+for i = 1, count_items do
+  if not recs[i] then
+    unleased[#unleased + 1] = i
+  end
+end
+if #unleased > 0 then
+  local which = {}
+  for k, i in ipairs(unleased) do
+    which[k] = ids[i]
+  end
+  local vals = redis.call('HMGET', Q.items, unpack(which))
+  for k, i in ipairs(unleased) do
+    recs[i] = vals[k]
+  end
+end
 local finished = {} -- id -> token that finished it in this call
-local done_ids, acks = {}, {}
+local done_ids, done_fields, acks = {}, {}, {}
 local lo, hi = math.huge, 0 -- the lowest and highest token acked
 local touched_ready = false
-local result_key = 10
+local result_key = 8
 local now_s = fmt(now)
 for i = 1, count_items do
   local base = 7 + (i - 1) * 5
@@ -57,6 +79,8 @@ for i = 1, count_items do
   if finished[id] == nil and rec_is(recs[i], ARGV[base + 1]) then
     finished[id] = tok
     done_ids[#done_ids + 1] = id
+    done_fields[#done_fields + 1] = id
+    done_fields[#done_fields + 1] = names[i]
     if ttl > 0 then
       redis.call('SET', KEYS[result_key], ARGV[base + 3], 'PX', ttl)
     end
@@ -79,9 +103,7 @@ if #done_ids > 0 then
     redis.call('ZREM', Q.delayed, unpack(done_ids))
     redis.call('ZREM', Q.dead, unpack(done_ids))
   end
-  redis.call('HDEL', Q.items, unpack(done_ids))
-  redis.call('HDEL', Q.data, unpack(done_ids))
-  redis.call('HDEL', Q.errors, unpack(done_ids))
+  redis.call('HDEL', Q.items, unpack(done_fields))
   count('completed', #done_ids)
 end
 if #acks > 0 then

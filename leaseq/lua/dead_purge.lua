@@ -1,6 +1,6 @@
 --[[ dead_purge: delete dead letters.
 
-KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; uses meta, dead, items, data, errors
+KEYS[1..8]   the queue's fixed keys, all leaseq:{q}:*; uses meta, dead, items
 KEYS[last]   optional leaseq:{q}:call:<call id> (includes/calls.lua): a repeat of this call
              answers as its first run did, without running again
 ARGV[1]      mode: "ids" (ARGV[2...] are ids) or "all" (ARGV[2] = limit, oldest first)

@@ -1,7 +1,6 @@
 --[[ dead_requeue: move dead letters back to pending, with their attempt count reset.
 
-KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; uses meta, pending, dead, items, errors,
-             wake
+KEYS[1..8]   the queue's fixed keys, all leaseq:{q}:*; uses meta, pending, dead, items, wake
 KEYS[last]   optional leaseq:{q}:call:<call id> (includes/calls.lua): a repeat of this call
              answers as its first run did, without running again
 ARGV[1]      mode: "ids" (ARGV[2...] are ids) or "all" (ARGV[2] = limit, oldest first)
@@ -26,8 +25,8 @@ for _, id in ipairs(ids) do
     if r then
       r.att = 0
       r.seq = next_seq(1)
-      rec_put(id, r)
-      redis.call('HDEL', Q.errors, id)
+      r.e = ''
+      rec_put(id, r, true)
       redis.call('ZADD', Q.pending, pending_score(r), id)
       moved = moved + 1
     end

@@ -1,7 +1,6 @@
 --[[ fail: record a failed attempt of current leases; retry later or dead-letter.
 
-KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; uses every one of them (data: when a
-             dead-letter cap drops old dead letters)
+KEYS[1..8]   the queue's fixed keys, all leaseq:{q}:*; uses every one of them
 ARGV[1..3]   policy: max_attempts (0 = unlimited), dead_max, dead_ttl_ms
 ARGV[4]      count of leases, then for each 5 values: id, inc, token, error, retry_ms
 
@@ -38,10 +37,11 @@ for i = 0, count_items - 1 do
     failed = failed + 1
     local err, retry_ms = ARGV[base + 3], tonumber(ARGV[base + 4])
     if P.max_att > 0 and r.att >= P.max_att then
-      dead_letter(id, now, err)
+      dead_letter(id, r, now, err)
       out[#out + 1] = 2
     else
-      redis.call('HSET', Q.errors, id, err)
+      r.e = err
+      rec_put(id, r, false)
       ready = put_back(id, r, now, retry_ms) or ready
       retried = retried + 1
       out[#out + 1] = 1

@@ -1,7 +1,7 @@
 --[[ peek: look at items of one set without changing anything.
 
-KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; uses one set (pending, delayed, leased or
-             dead), items, data, errors
+KEYS[1..8]   the queue's fixed keys, all leaseq:{q}:*; uses one set (pending, delayed, leased or
+             dead), items
 ARGV[1]      which set: pending | delayed | leased | dead
 ARGV[2]      start (0-based rank), ARGV[3] count
 
@@ -27,11 +27,11 @@ for i = 1, #rows, 2 do
   local id = rows[i]
   local r = rec_get(id)
   out[#out + 1] = id
-  out[#out + 1] = redis.call('HGET', Q.data, id) or ''
+  out[#out + 1] = r and rec_payload(r) or ''
   out[#out + 1] = r and r.att or 0
   out[#out + 1] = r and r.prio or 0
   out[#out + 1] = rows[i + 1]
-  out[#out + 1] = redis.call('HGET', Q.errors, id)
+  out[#out + 1] = r and r.e ~= '' and r.e or false
   out[#out + 1] = r and fmt(r.inc) or '0'
   out[#out + 1] = r and fmt(r.tok) or '0'
   out[#out + 1] = r and r.h or ''

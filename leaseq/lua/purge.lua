@@ -1,6 +1,6 @@
 --[[ purge: delete every item of a queue, in every state.
 
-KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; unlinks all of them but meta
+KEYS[1..8]   the queue's fixed keys, all leaseq:{q}:*; unlinks all of them but meta
 KEYS[last]   optional leaseq:{q}:call:<call id> (includes/calls.lua): a repeat of this call
              answers as its first run did, without running again
 ARGV         none
@@ -16,9 +16,9 @@ bind_queue(KEYS)
 local call, seen = call_begin(KEYS)
 if seen then return seen end
 
-local n = redis.call('HLEN', Q.items)
-redis.call('UNLINK', Q.pending, Q.delayed, Q.leased, Q.dead, Q.items, Q.data, Q.errors,
-  Q.acked, Q.wake)
+local n = redis.call('ZCARD', Q.pending) + redis.call('ZCARD', Q.delayed)
+  + redis.call('ZCARD', Q.leased) + redis.call('ZCARD', Q.dead)
+redis.call('UNLINK', Q.pending, Q.delayed, Q.leased, Q.dead, Q.items, Q.acked, Q.wake)
 if n > 0 then
   redis.call('HINCRBY', Q.meta, 'purged', n)
 end

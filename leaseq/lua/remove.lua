@@ -1,7 +1,7 @@
 --[[ remove: delete items in any state (pending, delayed, leased or dead).
 
-KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; uses meta, pending, delayed, leased,
-             dead, items, data, errors, wake
+KEYS[1..8]   the queue's fixed keys, all leaseq:{q}:*; uses meta, pending, delayed, leased,
+             dead, items, wake
 KEYS[last]   optional leaseq:{q}:call:<call id> (includes/calls.lua): a repeat of this call
              answers as its first run did, without running again
 ARGV         the ids

@@ -1,7 +1,7 @@
 --[[ requeue: give current leases back without counting a failure.
 
-KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; uses meta, pending, delayed, leased,
-             items, data, acked, wake
+KEYS[1..8]   the queue's fixed keys, all leaseq:{q}:*; uses meta, pending, delayed, leased,
+             items, acked, wake
 KEYS[last]   optional leaseq:{q}:call:<call id> (includes/calls.lua): a repeat of this call
              answers as its first run did, without running again
 ARGV[1]      count of leases, then for each 5 values: id, inc, token, delay_ms (0 = ready now),
@@ -46,11 +46,11 @@ for i = 0, count_items - 1 do
       lo, hi = math.min(lo, tok), math.max(hi, tok)
     end
     if ARGV[base + 4] ~= '' then
-      redis.call('HSET', Q.data, id, ARGV[base + 4])
+      r.p = ARGV[base + 4]
     end
     r.att = math.max(r.att - 1, 0)
     r.seq = next_seq(1)
-    rec_put(id, r)
+    rec_put(id, r, true)
     ready = put_back(id, r, now, tonumber(ARGV[base + 3])) or ready
     requeued = requeued + 1
     out[#out + 1] = 1

@@ -1,6 +1,6 @@
 --[[ stats: sizes and lifetime counters of a queue, read atomically.
 
-KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; uses meta, pending, delayed, leased, dead
+KEYS[1..8]   the queue's fixed keys, all leaseq:{q}:*; uses meta, pending, delayed, leased, dead
 ARGV         none
 
 Returns {now_ms, pending, delayed, leased, dead, delayed_due, leases_expired, field, value, ...}

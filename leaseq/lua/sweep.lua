@@ -1,6 +1,6 @@
 --[[ sweep: promote due delayed items and reclaim expired leases, a bounded number per call.
 
-KEYS[1..10]  the queue's fixed keys, all leaseq:{q}:*; uses every one except acked
+KEYS[1..8]   the queue's fixed keys, all leaseq:{q}:*; uses every one except acked
 ARGV[1..3]   policy: max_attempts, dead_max, dead_ttl_ms
 ARGV[4]      limit per kind of work
 
@@ -19,7 +19,8 @@ bind_queue(KEYS)
 bind_policy(ARGV)
 
 local now = now_ms()
-local promoted = promote_due(now, limit)
-local reclaimed = reclaim_expired(now, limit)
+local promoted, left_d = promote_due(now, limit)
+local reclaimed, left_l = reclaim_expired(now, limit)
+due_store(due_min(left_d, left_l))
 wake_sync()
 return { promoted, reclaimed }

@@ -239,7 +239,7 @@ def _assert_empty(pair: Pair, name: str) -> None:
         c = server.client()
         try:
             assert c.exists(f"leaseq:{{{name}}}:meta") == 1  # the writes reached it
-            for part in ("pending", "delayed", "leased", "items", "data"):
+            for part in ("pending", "delayed", "leased", "items"):
                 assert c.exists(f"leaseq:{{{name}}}:{part}") == 0, (server, part)
         finally:
             c.close()

@@ -13,12 +13,13 @@ import pytest
 import leaseq
 from leaseq import FailOutcome, Item, State, hooks
 from leaseq.keys import QueueKeys
+from leaseq.protocol import split_item
 
 TRACE = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
 
 
 def stored(face: Any, item_id: str) -> bytes:
-    return face.raw.hget(QueueKeys.of(face.name).data, item_id)  # type: ignore[no-any-return]
+    return split_item(face.raw.hget(QueueKeys.of(face.name).items, item_id))[3]
 
 
 @pytest.fixture

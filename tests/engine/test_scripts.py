@@ -17,6 +17,14 @@ was written, plus delta: usable in seeds and, meaning the very same number, in e
 Dump values: HASH -> {field: value} with decimal strings as int; ZSET -> {member: score} (int
 when whole); STRING -> (value, pttl) matched by :class:`Result`. Non-string keys must not have a
 TTL, except ``acked``, which expires one ack window after the last call that wrote to it.
+
+Items are written in tables as three logical hashes: ``items`` (id -> ``inc:prio:seq:att:tok``,
+plus ``:holder`` when one is kept), ``data`` (id -> payload) and ``errors`` (id -> last error).
+:func:`seed` joins them into the two ``items`` fields per id the scripts keep, the value and the
+lease state (``lua/includes/record.lua``), and :func:`dump` splits them again. The meta field
+``due`` (``lua/includes/timers.lua``) is not written in most rows: :func:`dump` takes it out of
+``meta`` (unless a row names it) and always checks what it promises, that no time in
+``delayed`` or ``leased`` is below it.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ FUTURE = 4_000_000_000_000  # 2096: far ahead
 LEASE = 30_000
 SLACK_MS = 5
 
-HASHES = frozenset({"meta", "items", "data", "errors"})
+HASHES = frozenset({"meta", "items"})
 ZSETS = frozenset({"pending", "delayed", "leased", "dead", "acked", "wake"})
 WAKE = {"w": 0}
 
@@ -98,8 +106,8 @@ def rec(inc: int, prio: int, seq: int, att: int, tok: int) -> str:
     return f"{inc}:{prio}:{seq}:{att}:{tok}"
 
 
-def meta(seq: int | None = None, **counters: int) -> dict[str, int]:
-    out = {"clock_offset": OFFSET}
+def meta(seq: int | None = None, **counters: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"clock_offset": OFFSET}
     if seq is not None:
         out["seq"] = seq
     out.update(counters)
@@ -133,10 +141,66 @@ def _resolve_rel(value: Any, t_seed: int) -> Any:
 ACK_WINDOW_MS = 60_000
 
 
+_LOGICAL = ("items", "data", "errors")
+_VALUE = re.compile(r"(\d+):(-?\d+):(\d+):")
+_STATE = re.compile(r"(\d+):(\d+):(\d+):(\d+):")
+LS = "\x01"  # prefix of the lease state field of an item
+
+
+def join_items(items: dict[str, str], data: dict[str, str],
+               errors: dict[str, str]) -> dict[str, str]:
+    """The stored ``items`` hash of the logical items / data / errors of a table: the value
+    ``inc:prio:seq:payload`` and, when the item has a token, holder or error, its lease state
+    ``inc:att:tok:hlen:holder error``."""
+    strays = (set(data) | set(errors)) - set(items)
+    assert not strays, f"payloads or errors without a record cannot be stored: {strays}"
+    out = {}
+    for item_id, logical in items.items():
+        inc, prio, seq, att, tok, *rest = logical.split(":", 5)
+        holder, err = rest[0] if rest else "", errors.get(item_id, "")
+        out[item_id] = f"{inc}:{prio}:{seq}:{data.get(item_id, '')}"
+        if tok != "0" or holder or err:
+            out[LS + item_id] = f"{inc}:{att}:{tok}:{len(holder.encode())}:{holder}{err}"
+        else:
+            assert att == "0", f"{item_id}: attempts without a token cannot be stored"
+    return out
+
+
+def split_items(stored: dict[str, str]) -> dict[str, dict[str, str]]:
+    """The logical items / data / errors (each only when not empty) of a stored items hash."""
+    out: dict[str, dict[str, str]] = {"items": {}, "data": {}, "errors": {}}
+    for item_id, value in stored.items():
+        if item_id.startswith(LS):
+            assert item_id[1:] in stored, f"a lease state without its item: {item_id!r}"
+            continue
+        m = _VALUE.match(value)
+        assert m, f"bad value for {item_id}: {value!r}"
+        inc, prio, seq = m.groups()
+        att, tok, holder, err = "0", "0", "", ""
+        if LS + item_id in stored:
+            state = stored[LS + item_id]
+            s = _STATE.match(state)
+            assert s and s.group(1) == inc, f"bad lease state for {item_id}: {state!r}"
+            raw = state.encode()[s.end():]
+            hl = int(s.group(4))
+            att, tok, holder, err = s.group(2), s.group(3), raw[:hl].decode(), raw[hl:].decode()
+            assert tok != "0" or holder or err, f"an empty lease state for {item_id}"
+        out["items"][item_id] = f"{inc}:{prio}:{seq}:{att}:{tok}" + (f":{holder}" if holder else "")
+        if err:
+            out["errors"][item_id] = err
+        if value[m.end():]:
+            out["data"][item_id] = value[m.end():]
+    return {k: v for k, v in out.items() if v}
+
+
 def seed(client: Any, keys: QueueKeys, content: dict[str, Any]) -> int:
     """Write ``content`` ({key suffix: value}) as the queue's keys; returns the seed time."""
     t_seed = wall_ms()
     prefix = _prefix(keys)
+    content = dict(content)
+    if any(part in content for part in _LOGICAL):
+        parts = [content.pop(part, None) or {} for part in _LOGICAL]
+        content["items"] = join_items(*parts)
     for suffix, raw in content.items():
         key, value = prefix + suffix, _resolve_rel(raw, t_seed)
         if suffix in HASHES:
@@ -165,8 +229,9 @@ def _score(score: float) -> int | float:
     return int(score) if score == int(score) else score
 
 
-def dump(client: Any, keys: QueueKeys) -> dict[str, Any]:
-    """Every key of the queue, as {suffix: python value} (see the module docstring)."""
+def dump(client: Any, keys: QueueKeys, keep_due: bool = False) -> dict[str, Any]:
+    """Every key of the queue, as {suffix: python value} (see the module docstring); meta due is
+    checked, and left in meta only when ``keep_due``."""
     prefix = _prefix(keys)
     out: dict[str, Any] = {}
     for key in client.scan_iter(match=prefix + "*", count=1000):
@@ -186,6 +251,14 @@ def dump(client: Any, keys: QueueKeys) -> dict[str, Any]:
             out[suffix] = {m: _score(s) for m, s in client.zrange(key, 0, -1, withscores=True)}
         else:
             raise AssertionError(f"unexpected {kind} key {key}")
+    if "items" in out:
+        out.update(split_items(out.pop("items")))
+    due = out.get("meta", {}).get("due")
+    if not keep_due:
+        out.get("meta", {}).pop("due", None)
+    if due is not None:
+        times = [*out.get("delayed", {}).values(), *out.get("leased", {}).values()]
+        assert all(due <= t for t in times), f"meta due {due} is above a time in {times}"
     return out
 
 
@@ -231,6 +304,7 @@ class Case:
     results: tuple[str, ...] = ()  # ids whose result keys follow the fixed keys
     shape: Callable[[Any], Any] | None = None  # applied to the reply before comparing
     xfail: str | None = None
+    keep_due: bool = False  # compare meta due too (always so when the expected meta names it)
 
 
 CASES: list[Case] = []
@@ -521,7 +595,7 @@ def _bounded_reclaim() -> None:
          "items": items, "data": data},
         "lease", lease_args(1),
         [T(), 0, T(LEASE), "e00", "E00", 2, "1", "41"],
-        {"meta": meta(seq=41, expired=3, leased=1),
+        {"meta": meta(seq=41, expired=3, leased=1, due=PAST + 2),
          "leased": {"e00": At(LEASE), **{x: PAST + i for i, x in enumerate(ids) if i >= 3}},
          "pending": {x: ps(0, i + 1) for i, x in enumerate(ids) if 1 <= i <= 2},
          "items": after_items, "data": data,
@@ -542,6 +616,93 @@ def _bounded_reclaim() -> None:
 
 
 _bounded_reclaim()
+
+# The meta field due: a lower bound of every time in delayed and leased (lua/includes/timers.lua)
+_TIMED: dict[str, Any] = {
+    "leased": {"x": Rel(20_000)}, "pending": {"a": ps(0, 1)},
+    "items": {"a": rec(1, 0, 1, 0, 0), "x": rec(2, 0, 2, 1, 3)}, "data": {"a": "A", "x": "X"},
+    "wake": WAKE,
+}
+_TIMED_AFTER: dict[str, Any] = {
+    "leased": {"x": Rel(20_000), "a": At(LEASE)},
+    "items": {"a": rec(1, 0, 1, 1, 4), "x": rec(2, 0, 2, 1, 3)}, "data": {"a": "A", "x": "X"},
+}
+case(
+    "lease/due still ahead: no search, due stays (it is not raised to the earliest time)",
+    {**_TIMED, "meta": meta(seq=3, due=Rel(10_000))},
+    "lease", lease_args(1),
+    [T(), 0, T(LEASE), "a", "A", 1, "1", "4"],
+    {**_TIMED_AFTER, "meta": meta(seq=4, leased=1, due=Rel(10_000))},
+)
+case(
+    "lease/due reached: search, then due = the earliest time left",
+    {**_TIMED, "meta": meta(seq=3, due=Rel(-1))},
+    "lease", lease_args(1),
+    [T(), 0, T(LEASE), "a", "A", 1, "1", "4"],
+    {**_TIMED_AFTER, "meta": meta(seq=4, leased=1, due=Rel(20_000))},
+)
+case(
+    "lease/due unknown (absent): search, then due = the earliest time left",
+    {**_TIMED, "meta": meta(seq=3)},
+    "lease", lease_args(1),
+    [T(), 0, T(LEASE), "a", "A", 1, "1", "4"],
+    {**_TIMED_AFTER, "meta": meta(seq=4, leased=1, due=Rel(20_000))},
+)
+case(
+    "lease/nothing timed before: due = the new lease deadline",
+    {"meta": meta(seq=1), "pending": {"a": ps(0, 1)}, "items": {"a": rec(1, 0, 1, 0, 0)},
+     "data": {"a": "A"}, "wake": WAKE},
+    "lease", lease_args(1, 5_000),
+    [T(), 0, T(5_000), "a", "A", 1, "1", "2"],
+    {"meta": meta(seq=2, leased=1, due=At(5_000)), "leased": {"a": At(5_000)},
+     "items": {"a": rec(1, 0, 1, 1, 2)}, "data": {"a": "A"}},
+)
+case(
+    "lease/a lease shorter than due lowers it",
+    {**_TIMED, "meta": meta(seq=3, due=Rel(10_000))},
+    "lease", lease_args(1, 1_000),
+    [T(), 0, T(1_000), "a", "A", 1, "1", "4"],
+    {**_TIMED_AFTER, "leased": {"x": Rel(20_000), "a": At(1_000)},
+     "meta": meta(seq=4, leased=1, due=At(1_000))},
+)
+case(
+    "lease/the last timer gone: due is dropped (unknown)",
+    {"meta": meta(seq=3, due=PAST), "delayed": {"d": PAST}, "items": {"d": rec(1, 0, 1, 0, 0)},
+     "data": {"d": "D"}},
+    "lease", lease_args(0),
+    [T(), "-1", T(LEASE)],
+    {"meta": meta(seq=3), "pending": {"d": ps(0, 1)}, "items": {"d": rec(1, 0, 1, 0, 0)},
+     "data": {"d": "D"}, "wake": WAKE},
+    keep_due=True,
+)
+case(
+    "add/a delayed item below due lowers it",
+    {**_TIMED, "meta": meta(seq=3, due=Rel(10_000))},
+    "add", [1, "d", "D", 0, 1_000],
+    [0],
+    {**_TIMED, "meta": meta(seq=4, added=1, due=At(1_000)), "delayed": {"d": At(1_000)},
+     "items": {**_TIMED["items"], "d": rec(4, 0, 4, 0, 0)},
+     "data": {**_TIMED["data"], "d": "D"}},
+)
+case(
+    "add/a delayed item while due is unknown leaves it unknown",
+    {**_TIMED, "meta": meta(seq=3)},
+    "add", [1, "d", "D", 0, 1_000],
+    [0],
+    {**_TIMED, "meta": meta(seq=4, added=1), "delayed": {"d": At(1_000)},
+     "items": {**_TIMED["items"], "d": rec(4, 0, 4, 0, 0)},
+     "data": {**_TIMED["data"], "d": "D"}},
+    keep_due=True,
+)
+case(
+    "extend/a deadline below due lowers it",
+    {"meta": meta(seq=5, due=Rel(60_000)), "leased": {"a": Rel(60_000)},
+     "items": {"a": rec(1, 0, 1, 1, 5)}, "data": {"a": "A"}},
+    "extend", [1_000, 1, "a", 1, 5],
+    [T(1_000)],
+    {"meta": meta(seq=5, due=At(1_000)), "leased": {"a": At(1_000)},
+     "items": {"a": rec(1, 0, 1, 1, 5)}, "data": {"a": "A"}},
+)
 
 # ---------------------------------------------------------------------------- complete
 
@@ -1290,6 +1451,26 @@ def _params() -> list[Any]:
     return out
 
 
+def lease_items_as_read(script: str, args: list[Any], reply: Any) -> Any:
+    """A lease reply's items, (id, stored value, attempts, token) each, written as the tables
+    expect them: (id, payload, attempts, inc, token), as the client reads them (the value is
+    "inc:prio:seq:" + payload)."""
+    if script == "lease":
+        start = 0
+    elif script == "complete" and int(args[3]) > 0:
+        start = int(args[5])
+    else:
+        return reply
+    if not isinstance(reply, list) or len(reply) < start + 3:
+        return reply
+    out = list(reply[: start + 3])
+    for i in range(start + 3, len(reply), 4):
+        item_id, value, att, tok = reply[i : i + 4]
+        inc, _, _, payload = value.split(":", 3)
+        out += [item_id, payload, att, inc, tok]
+    return out
+
+
 _CLIENTS: dict[int, Any] = {}
 
 
@@ -1334,13 +1515,15 @@ def test_script(server: Any, queue_name: str, row: Case, via: str) -> None:
 
     all_keys = [*keys.all_fixed, *(keys.result(i) for i in row.results)]
     lo = wall_ms()
-    reply = _run(client, via, row.script, all_keys, row.args)
+    reply = lease_items_as_read(row.script, row.args,
+                                _run(client, via, row.script, all_keys, row.args))
     hi = wall_ms()
     if row.shape is not None:
         reply = row.shape(reply)
 
     after = seeded if row.after is None else _clean(row.after)
-    check((row.reply, after), (reply, dump(client, keys)), lo, hi, t_seed)
+    keep_due = row.keep_due or "due" in after.get("meta", {})
+    check((row.reply, after), (reply, dump(client, keys, keep_due)), lo, hi, t_seed)
 
 
 def test_no_aba_flow(server: Any, queue_name: str) -> None:
@@ -1352,7 +1535,8 @@ def test_no_aba_flow(server: Any, queue_name: str) -> None:
 
     def step(script: str, args: list[Any], expected: Any) -> tuple[Any, int, int]:
         lo = wall_ms()
-        reply = scripts.run(client, script, keys.all_fixed, args)
+        reply = lease_items_as_read(script, args,
+                                    scripts.run(client, script, keys.all_fixed, args))
         hi = wall_ms()
         check(expected, reply, lo, hi, t_seed)
         return reply, lo, hi

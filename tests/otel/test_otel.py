@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import leaseq.otel
 from leaseq import Queue, hooks
 from leaseq.keys import QueueKeys
+from leaseq.protocol import split_item
 from leaseq.server import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,8 +60,8 @@ def test_one_trace_joins_producer_and_consumer_processes(
         assert ok and bad and untraced
         assert "traceparent" in q.state("ok").headers
         assert q.state("untraced").headers == {}
-        raw = q.client.hget(QueueKeys.of(queue_name).data, "untraced")
-        assert raw == b'J{"n":2}'
+        raw = q.client.hget(QueueKeys.of(queue_name).items, "untraced")
+        assert split_item(raw)[3] == b'J{"n":2}'
         spans = {s["attributes"]["messaging.message.id"]: s
                  for s in consume(valkey_server.url, queue_name, kind, tmp_path)}
         results = {i: q.state(i) for i in ("ok", "bad", "untraced")}

@@ -40,6 +40,7 @@ import leaseq
 import leaseq.aio
 from leaseq import FailOutcome, Item, ItemState, Lease, Peeked, State, Stats
 from leaseq.keys import QueueKeys
+from leaseq.protocol import split_item, split_state
 from leaseq.scripts import library, load_library, script
 from tests.faults import MOMENTS, CuttingProxy, Moment
 
@@ -91,8 +92,19 @@ def snapshot(raw: Any, name: str) -> dict[str, Any]:
     def table(key: str) -> dict[str, bytes]:
         return {f.decode(): v for f, v in raw.hgetall(key).items()}
 
-    recs, errors, data = table(k.items), table(k.errors), table(k.data)
-    ids = set(where) | set(recs) | set(errors) | set(data)
+    recs, errors, data = {}, {}, {}
+    stored = table(k.items)
+    for i, value in stored.items():
+        if i.startswith("\x01"):
+            continue
+        inc, prio, seq, data[i] = split_item(value)
+        att, tok, err = 0, 0, b""
+        if "\x01" + i in stored:
+            _, att, tok, _, err = split_state(stored["\x01" + i])
+        recs[i] = f"{inc}:{prio}:{seq}:{att}:{tok}".encode()
+        if err:
+            errors[i] = err
+    ids = set(where) | set(recs)
     unknown = [i for i in ids if i not in KNOWN]
     assert len(unknown) <= 1, unknown  # at most one generated id per scenario
     items = {}
@@ -100,7 +112,8 @@ def snapshot(raw: Any, name: str) -> dict[str, Any]:
         parts = recs[i].decode().split(":") if i in recs else [None] * 5
         items[i if i in KNOWN else "*"] = (tuple(sorted(where[i])) or ("none",), parts[3],
                                            parts[1], errors.get(i), data.get(i), left.get(i))
-    counters = {f: int(v) for f, v in table(k.meta).items() if f not in ("seq", "clock_offset")}
+    counters = {f: int(v) for f, v in table(k.meta).items()
+                if f not in ("seq", "clock_offset", "due")}
     return {"items": items, "counters": counters}
 
 
@@ -112,7 +125,7 @@ def check_consistent(raw: Any, name: str) -> None:
         assert len(sets) == 1 and sets != ("none",), (item_id, sets)
         assert att is not None and payload is not None, item_id  # a record and a payload
     q = leaseq.Queue(name, raw, **QUEUE_KW)
-    ids = [f.decode() for f in raw.hkeys(QueueKeys.of(name).items)]
+    ids = [f.decode() for f in raw.hkeys(QueueKeys.of(name).items) if f[:1] != b"\x01"]
     tally = Counter(q.state(i).state for i in ids)
     s = q.stats()
     assert (s.pending, s.delayed, s.leased, s.dead) == (

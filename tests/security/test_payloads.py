@@ -21,6 +21,7 @@ from click.testing import CliRunner
 import leaseq
 from leaseq.cli import cli
 from leaseq.keys import QueueKeys
+from leaseq.protocol import split_item
 
 PACKAGE = Path(leaseq.__file__).resolve().parent
 BANNED_MODULES = {"pickle", "_pickle", "cPickle", "marshal", "shelve", "dill", "cloudpickle",
@@ -67,9 +68,14 @@ def test_a_stored_pickle_is_never_unpickled(server: Any, queue_name: str,
     q.add(blob, id="as-bytes")
     q.add("placeholder", id="as-json")
     q.add("placeholder", id="bad-tag")
-    data = QueueKeys.of(queue_name).data
-    raw.hset(data, "as-json", b"J" + blob)  # a "serialized" payload that is really a pickle
-    raw.hset(data, "bad-tag", b"P" + blob)
+    items = QueueKeys.of(queue_name).items
+
+    def store(item_id: str, payload: bytes) -> None:  # overwrite the stored payload only
+        inc, prio, seq, _ = split_item(raw.hget(items, item_id))
+        raw.hset(items, item_id, f"{inc}:{prio}:{seq}:".encode() + payload)
+
+    store("as-json", b"J" + blob)  # a "serialized" payload that is really a pickle
+    store("bad-tag", b"P" + blob)
 
     peeked = {p.id: p for p in q.peek(10)}
     assert peeked["as-bytes"].data == blob

@@ -1,9 +1,8 @@
 -- @include "policy"
 -- @include "wake"
 
--- Lease up to n ready items for lease_ms to holder ('' = unnamed), appending 5 values per item
--- to out:
--- id, payload, attempts, inc, token. Due delayed items are promoted and expired leases
+-- Lease up to n ready items for lease_ms to holder ('' = unnamed), appending 4 values per item
+-- to out: id, its value ("inc:prio:seq:" .. payload), attempts, token. Due delayed items are promoted and expired leases
 -- reclaimed first (a bounded number, so the cost does not grow with the backlog).
 --
 -- The wake key (includes/wake.lua) holds "w" while ready work exists. Every call that makes
@@ -15,7 +14,7 @@
 local MAINTAIN_EXTRA = 2
 
 local function take(n, lease_ms, now, out, holder, resync)
-  local moved = promote_due(now, n + MAINTAIN_EXTRA) + reclaim_expired(now, n + MAINTAIN_EXTRA)
+  local moved, due = maintain(now, n + MAINTAIN_EXTRA)
   local got, m = 0, 0
   if n > 0 then
     local popped = redis.call('ZPOPMIN', Q.pending, n)
@@ -25,39 +24,53 @@ local function take(n, lease_ms, now, out, holder, resync)
       for i = 1, m do
         ids[i] = popped[2 * i - 1]
       end
-      local recs = redis.call('HMGET', Q.items, unpack(ids))
-      local payloads = redis.call('HMGET', Q.data, unpack(ids))
-      local deadline = fmt(now + lease_ms)
-      local tok = next_seq(m)
-      local tail = holder ~= '' and (':' .. holder) or ''
-      local records, leased = {}, {}
+      local fields = {}
       for i = 1, m do
-        local id, s = ids[i], recs[i]
-        if s then -- (an id without a record is a leftover: dropped)
-          -- The lease rewrites attempts, token and holder; inc, prio and seq stay as they are.
-          local head, inc, att = rec_head(id, s)
+        fields[2 * i - 1], fields[2 * i] = ids[i], ls(ids[i])
+      end
+      local vals = redis.call('HMGET', Q.items, unpack(fields))
+      local deadline = now + lease_ms
+      local deadline_s = fmt(deadline)
+      local tok = next_seq(m)
+      local tail = ':' .. fmt(#holder) .. ':' .. holder
+      local states, leased = {}, {}
+      for i = 1, m do
+        local id, v, st = ids[i], vals[2 * i - 1], vals[2 * i]
+        if v then -- (an id without a value is a leftover: dropped)
+          -- Only the lease state changes: attempts, token and holder; the error stays.
+          local inc, att, e, hl, at
+          if st then
+            inc, att, hl, at = string.match(st, '^(%d+):(%d+):%d+:(%d+):()')
+            e = inc and string.sub(st, at + tonumber(hl))
+          else
+            inc, att, e = string.match(v, '^(%d+):%-?%d+:%d+:'), 0, ''
+          end
+          if not inc then
+            error({ err = 'LEASEQ CORRUPT bad record for item ' .. id })
+          end
           att = att + 1
           local t = fmt(tok)
-          records[#records + 1] = id
-          records[#records + 1] = head .. fmt(att) .. ':' .. t .. tail
-          leased[#leased + 1] = deadline
+          states[#states + 1] = fields[2 * i]
+          states[#states + 1] = inc .. ':' .. fmt(att) .. ':' .. t .. tail .. e
+          leased[#leased + 1] = deadline_s
           leased[#leased + 1] = id
           out[#out + 1] = id
-          out[#out + 1] = payloads[i] or ''
+          out[#out + 1] = v
           out[#out + 1] = att
-          out[#out + 1] = inc
           out[#out + 1] = t
           got = got + 1
         end
         tok = tok + 1
       end
       if got > 0 then
-        redis.call('HSET', Q.items, unpack(records))
+        redis.call('HSET', Q.items, unpack(states))
         redis.call('ZADD', Q.leased, unpack(leased))
         count('leased', got)
+        due = due_min(due, deadline)
       end
     end
   end
+  due_store(due)
   if m < n then
     redis.call('DEL', Q.wake) -- fewer than n were ready: none is left
   elseif resync or moved > 0 then
@@ -66,7 +79,7 @@ local function take(n, lease_ms, now, out, holder, resync)
   return got
 end
 
--- The reply of a lease: {now, next_due, lease deadline, id, payload, attempts, inc, token, ...}.
+-- The reply of a lease: {now, next_due, lease deadline, (id, value, attempts, token)*}.
 -- next_due (-1 if none) tells an empty-handed caller how long it may block.
 local function lease_reply(n, lease_ms, now, head, holder, resync)
   local out = head

@@ -1,3 +1,5 @@
+-- @include "timers"
+
 -- The wake key holds the single member "w" while ready work exists. Idle workers block on
 -- BZPOPMIN wake: one member wakes exactly one of them, and a lease that leaves work behind puts
 -- the member back, waking the next one (a chain, never a herd).
@@ -23,9 +25,10 @@ local function next_due()
   return best
 end
 
--- Put an item in the delayed set; if it is now the earliest one, wake one waiter so that it
+-- Put an item in the delayed set (now_ms() must have run in this call); if it is now the earliest one, wake one waiter so that it
 -- recomputes how long it may block.
 local function delay_item(id, due)
+  due_lower(due)
   redis.call('ZADD', Q.delayed, fmt(due), id)
   if redis.call('ZRANGE', Q.delayed, '0', '0')[1] == id then
     wake_one()
