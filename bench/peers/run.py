@@ -527,10 +527,11 @@ def _targets_for(rows: dict[str, Any]) -> list[dict[str, Any]]:
         res.append({"target": name, "got": got, "limit": want, "ref": ref,
                     "status": "met" if ok else "MISSED"})
 
-    def best_single(metric: str) -> tuple[str, float | None]:
+    def best_single(metric: str, lowest: bool = False) -> tuple[str, float | None]:
         """The better of leaseq's two single-item rows (sync chain, asyncio tasks)."""
         vals = [(k, v) for k in ("leaseq", "leaseq-async") if (v := med(k, metric)) is not None]
-        return max(vals, key=lambda kv: kv[1]) if vals else ("leaseq", None)
+        pick = min if lowest else max
+        return pick(vals, key=lambda kv: kv[1]) if vals else ("leaseq", None)
 
     k, v = best("consume_1.rate")
     sk, sv = best_single("consume_1.rate")
@@ -549,8 +550,11 @@ def _targets_for(rows: dict[str, Any]) -> list[dict[str, Any]]:
         True, "mevitae", mb)
     add("idle add->lease p50 <= 1 ms", med("leaseq", "latency.p50_ms"), 1.0, False)
     add("idle add->lease p99 <= 5 ms", med("leaseq", "latency.p99_ms"), 5.0, False)
+    # The same pending items in both rows; the sync row's one-by-one adds also leave one call
+    # key each (their idempotence record, 20 s), the asyncio row's coalesced adds one per batch.
     k, v = best("enqueue.mem_per_item", lowest=True)
-    add("memory per pending item <= 1.5x leanest peer", med("leaseq", "enqueue.mem_per_item"),
+    sk, sv = best_single("enqueue.mem_per_item", lowest=True)
+    add(f"memory per pending item <= 1.5x leanest peer ({sk})", sv,
         1.5 * v if v else None, False, k, v)
     return res
 
