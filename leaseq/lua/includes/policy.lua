@@ -72,11 +72,7 @@ local function reclaim_expired(now, limit)
     return 0, left
   end
   redis.call('ZREM', Q.leased, unpack(gone))
-  local fields = {}
-  for i, id in ipairs(gone) do
-    fields[2 * i - 1], fields[2 * i] = id, ls(id)
-  end
-  local got = redis.call('HMGET', Q.items, unpack(fields))
+  local got = redis.call('HMGET', Q.items, unpack(item_fields(gone)))
   local ready, states = {}, {}
   for i, id in ipairs(gone) do
     local r = rec_parse(id, got[2 * i - 1], got[2 * i])

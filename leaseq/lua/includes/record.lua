@@ -21,6 +21,16 @@ local function ls(id)
   return '\1' .. id
 end
 
+-- Both fields of each of ids, interleaved (id1, "\1" .. id1, id2, ...): one HMGET or HDEL
+-- reads or drops whole items.
+local function item_fields(ids)
+  local fields = {}
+  for i, id in ipairs(ids) do
+    fields[2 * i - 1], fields[2 * i] = id, ls(id)
+  end
+  return fields
+end
+
 -- Parse an item from its value v and lease state st (false/nil when absent); nil without v.
 -- The payload is cut out only when asked for (rec_payload) or written back; a new one may be
 -- set as r.p.

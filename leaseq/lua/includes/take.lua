@@ -24,10 +24,7 @@ local function take(n, lease_ms, now, out, holder, resync)
       for i = 1, m do
         ids[i] = popped[2 * i - 1]
       end
-      local fields = {}
-      for i = 1, m do
-        fields[2 * i - 1], fields[2 * i] = ids[i], ls(ids[i])
-      end
+      local fields = item_fields(ids)
       local vals = redis.call('HMGET', Q.items, unpack(fields))
       local deadline = now + lease_ms
       local deadline_s = fmt(deadline)
